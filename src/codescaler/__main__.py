@@ -1,0 +1,3 @@
+from codescaler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""Records shared by every stage of codescaler (layer L0: stdlib only).
+
+Frozen dataclasses and enums cross module boundaries; dicts never do. The JSONL field names of the
+canonical files (documented in ``docs/formats.md``) are the attribute names here, so that ``data.py``
+can convert both ways without renaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Language(StrEnum):
+    """Programming languages codescaler can extract and (for Python) execute."""
+
+    PYTHON = "python"
+    CPP = "cpp"
+    JAVA = "java"
+    JAVASCRIPT = "javascript"
+    TYPESCRIPT = "typescript"
+    GO = "go"
+    RUST = "rust"
+
+    @classmethod
+    def parse(cls, value: str | Language | None) -> Language:
+        """Map a name or common alias (``py``, ``c++``, ``js``, ``ts``, ``golang``, ``rs``) to a Language.
+
+        ``None`` or an empty string means Python, the default everywhere. Raises ``ValueError`` naming
+        the accepted values for anything else.
+        """
+        if value is None or value == "":
+            return cls.PYTHON
+        if isinstance(value, Language):
+            return value
+        key = str(value).strip().lower()
+        found = _LANGUAGE_ALIASES.get(key)
+        if found is None:
+            accepted = ", ".join(sorted(_LANGUAGE_ALIASES))
+            raise ValueError(f"unknown language {value!r}; use one of: {accepted}")
+        return found
+
+
+_LANGUAGE_ALIASES: dict[str, Language] = {
+    "python": Language.PYTHON, "py": Language.PYTHON, "python3": Language.PYTHON,
+    "cpp": Language.CPP, "c++": Language.CPP, "cxx": Language.CPP,
+    "java": Language.JAVA,
+    "javascript": Language.JAVASCRIPT, "js": Language.JAVASCRIPT, "node": Language.JAVASCRIPT,
+    "typescript": Language.TYPESCRIPT, "ts": Language.TYPESCRIPT,
+    "go": Language.GO, "golang": Language.GO,
+    "rust": Language.RUST, "rs": Language.RUST,
+}
+
+
+class ExtractMode(StrEnum):
+    """strict = the paper's rule (used for RL and RM scoring); lenient = best effort (evaluation)."""
+
+    STRICT = "strict"
+    LENIENT = "lenient"
+
+
+class ExtractStatus(StrEnum):
+    """Why extraction produced code, or why it did not."""
+
+    OK = "ok"
+    NO_BLOCK = "no_block"
+    MULTIPLE_BLOCKS = "multiple_blocks"
+    UNCLOSED_BLOCK = "unclosed_block"
+    EMPTY = "empty"
+    SYNTAX_ERROR = "syntax_error"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Result of reading code out of a response: ``code`` is None unless ``status`` is OK."""
+
+    code: str | None
+    status: ExtractStatus
+
+    @property
+    def valid(self) -> bool:
+        return self.code is not None and self.status is ExtractStatus.OK
+
+
+class Status(StrEnum):
+    """Outcome of executing one candidate against one test suite."""
+
+    PASSED = "passed"            # every test ran to completion and passed (evidence from the harness)
+    FAILED = "failed"            # a test ran and failed (wrong answer, assertion)
+    TIMEOUT = "timeout"          # CPU or wall-clock limit exceeded
+    MEMORY = "memory"            # address-space limit exceeded (MemoryError or killed for memory)
+    CRASHED = "crashed"          # uncaught exception, signal, or exit before the tests reported
+    OUTPUT_LIMIT = "output_limit"  # wrote more than the output limit
+    NO_CODE = "no_code"          # extraction found no valid program
+    ERROR = "error"              # our own fault (harness failure); never the candidate's
+
+
+@dataclass(frozen=True)
+class StdioCase:
+    """One stdin/stdout test: ``output`` is compared after normalising trailing whitespace."""
+
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class TestSuite:
+    """Tests in exactly one of two forms.
+
+    functional: Python source defining ``check(candidate)``; the harness passes the problem's
+    ``entry_point`` (a function name, or an expression such as ``Solution().twoSum``) to it.
+    stdio: cases fed to the program's standard input.
+    """
+
+    functional: str | None = None
+    stdio: tuple[StdioCase, ...] = ()
+
+    __test__ = False  # not a pytest class
+
+    @property
+    def is_functional(self) -> bool:
+        return self.functional is not None
+
+    @property
+    def is_empty(self) -> bool:
+        return self.functional is None and not self.stdio
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A verified programming problem in codescaler's canonical form (one JSONL row)."""
+
+    task_id: str
+    prompt: str                       # the statement shown to the policy and to the RM
+    language: Language = Language.PYTHON
+    tests: TestSuite = field(default_factory=TestSuite)  # hidden tests (ground truth)
+    entry_point: str | None = None    # required for functional tests
+    visible_tests: TestSuite | None = None  # examples a solver may see (statement examples)
+    reference: str | None = None      # a known-correct program, when one exists
+    setup: str = ""                   # code run before the candidate (imports, helper classes)
+    source: str = ""                  # dataset name and split, e.g. "humaneval/test"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate solution: a raw model ``response`` to extract from, or a ready ``code``."""
+
+    task_id: str
+    candidate_id: str
+    response: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one sandboxed execution."""
+
+    cpu_seconds: float = 10.0
+    wall_seconds: float = 20.0
+    memory_mb: int = 1024
+    processes: int = 64
+    file_size_mb: int = 16
+    output_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of executing one candidate; ``passed``/``total`` count tests where known."""
+
+    task_id: str
+    candidate_id: str
+    status: Status
+    passed: int | None = None
+    total: int | None = None
+    seconds: float = 0.0
+    detail: str = ""                  # short, human-readable reason (first line of the error)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A preference pair in TRL's prompt/chosen/rejected form plus provenance."""
+
+    task_id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_id: str
+    rejected_id: str
+    margin: float = 0.0
+
+
+@dataclass(frozen=True)
+class Score:
+    """A scored response: ``raw_score`` is None when there is no valid code; ``reward`` is shaped."""
+
+    raw_score: float | None
+    valid: bool
+    reward: float
