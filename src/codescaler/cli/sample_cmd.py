@@ -1,0 +1,98 @@
+"""``codescaler sample``: N responses per problem from a policy, appended to a resumable JSONL file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from codescaler.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="sample N candidate responses per problem from a causal LM or an OpenAI-compatible endpoint",
+        description="Writes candidate JSONL (task_id, candidate_id, response). Re-running with the same "
+        "--output resumes: problems that already have N candidates are skipped.",
+    )
+    p.add_argument("--problems", required=True, help="canonical problem JSONL")
+    p.add_argument("--output", required=True, help="candidate JSONL to append to")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", default="qwen2.5-coder-0.5b-instruct",
+                     help="HF causal LM: a prepared short name, a local folder or a hub id "
+                     "(default: %(default)s, the embedded policy)")
+    src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--endpoint-model", default="default", help="model name sent to --endpoint")
+    p.add_argument("--n", type=int, default=8, help="responses per problem (default %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per generate() call")
+    p.add_argument("--limit", type=int, help="only the first K problems")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
+    p.add_argument("--dtype", default="auto", help="auto (bf16), float32, bfloat16, float16")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from codescaler.data import read_problems
+    from codescaler.sampling import HFSampler, OpenAISampler, SamplingConfig, sample_candidates
+
+    if args.n < 1:
+        raise InputError(f"--n must be >= 1, got {args.n}")
+    problems = read_problems(args.problems)
+    if args.limit is not None:
+        problems = problems[: args.limit]
+    config = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
+                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
+    out = Path(args.output)
+    done = _count_done(out)
+    todo = sum(1 for p in problems if done.get(p.task_id, 0) < args.n)
+    if todo == 0:
+        print(f"all {len(problems)} problems already have {args.n} candidates in {out}")
+        return 0
+    if args.endpoint:
+        sampler: HFSampler | OpenAISampler = OpenAISampler(
+            args.endpoint, args.endpoint_model, config, api_key=os.environ.get("OPENAI_API_KEY"))
+    else:
+        from codescaler.models import resolve_model
+
+        sampler = HFSampler(resolve_model(args.model), config, device=args.device, dtype=args.dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as fh, tqdm(total=todo, desc="sampling", unit="problem") as bar:
+        for batch in sample_candidates(problems, sampler, config, done=done):
+            for cand in batch:
+                row = {"task_id": cand.task_id, "candidate_id": cand.candidate_id, "response": cand.response}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update(len({c.task_id for c in batch}))
+    return 0
+
+
+def _count_done(path: Path) -> Counter[str]:
+    """Candidates per task already in ``path``; a torn last line (killed run) is cut off first."""
+    counts: Counter[str] = Counter()
+    if not path.exists():
+        return counts
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with path.open("r+b") as fh:
+            fh.truncate(cut)
+        data = data[:cut]
+    for lineno, line in enumerate(data.decode("utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            counts[json.loads(line)["task_id"]] += 1
+        except (ValueError, KeyError, TypeError) as err:
+            raise InputError(f"cannot resume from a malformed row: {err}", path=str(path), line=lineno,
+                             fix="remove the line or choose a new --output") from err
+    return counts
