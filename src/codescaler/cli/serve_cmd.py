@@ -1,0 +1,100 @@
+"""``codescaler serve``: the reward model behind HTTP (``/score``, OpenRLHF ``/get_reward``, ``/health``, ``/info``).
+
+The model is loaded before the port is bound, so a bad ``--model`` fails fast with exit 2. Binds
+127.0.0.1 by default: the server has no authentication, so exposing it is an explicit choice (``--host
+0.0.0.0``). SIGTERM (or Ctrl-C) stops accepting connections, lets in-flight requests finish (up to
+``--graceful-timeout`` seconds) and drains the scoring queue; after a SIGTERM the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+from typing import Any
+
+from codescaler.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a reward model over HTTP (native /score and OpenRLHF /get_reward)",
+        description="Serve a reward model over HTTP: POST /score, POST /get_reward (OpenRLHF --remote_rm_url), "
+        "GET /health, GET /info. Concurrent requests are micro-batched into the model.",
+    )
+    parser.add_argument("--model", default="default",
+                        help="'default', a checkpoint folder, a short name or a hub id (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, local only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=64,
+                        help="items gathered from concurrent requests into one model call (default: %(default)s)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0,
+                        help="how long a batch waits for more requests (default: %(default)s)")
+    parser.add_argument("--max-items-per-request", type=int, default=512, help="default: %(default)s")
+    parser.add_argument("--max-chars-per-item", type=int, default=200_000,
+                        help="prompt + response characters per item (default: %(default)s)")
+    parser.add_argument("--max-queue", type=int, default=1024,
+                        help="waiting requests before answering 503 (default: %(default)s)")
+    parser.add_argument("--graceful-timeout", type=float, default=30.0,
+                        help="seconds in-flight requests get to finish on shutdown (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--max-length", type=int, default=None, help="token limit (default: the checkpoint's)")
+    parser.set_defaults(func=run)
+
+
+def _check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise InputError(f"port must be in 1..65535, got {port}", field="port")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from codescaler.scorer import Scorer
+    from codescaler.server.app import ServerSettings, create_app
+
+    _check_port(args.port)
+    if args.graceful_timeout < 0:
+        raise InputError(f"must be >= 0, got {args.graceful_timeout}", field="graceful-timeout")
+    settings = ServerSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                              max_items_per_request=args.max_items_per_request,
+                              max_chars_per_item=args.max_chars_per_item, max_queue=args.max_queue,
+                              drain_timeout_s=max(args.graceful_timeout, 1.0))
+    settings.check()
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        logger.warning("binding %s: the reward server has no authentication; anyone who can reach this "
+                       "address can use it", args.host)
+    scorer = Scorer.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                         max_length=args.max_length)
+    app = create_app(scorer, settings)
+    # keep-alive 75 s (uvicorn's default is 5 s): trainers reuse connections between rollout steps, and a
+    # server closing an idle connection just as the client reuses it shows up as a client ReadError.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False,
+                            timeout_graceful_shutdown=args.graceful_timeout, timeout_keep_alive=75,
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal against the handler that was
+    # installed before it ran; the default handler would kill us with status -15 after a clean drain.
+    # A no-op handler here turns that re-raise into a normal return (exit 0). Installed only now, so a
+    # SIGTERM while the model loads still stops the process at once.
+    terminated: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started and not terminated:
+        raise InputError(f"could not start the server on {args.host}:{args.port} (see the log above)",
+                         field="port", fix="pick a free port with --port")
+    logger.info("reward server exited%s", " after SIGTERM" if terminated else "")
+    return 0

@@ -1,0 +1,401 @@
+"""Tests for `codescaler serve`: a real server subprocess on 127.0.0.1 with a tiny RM, a real httpx client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from codescaler.cli import main as cli_main
+from codescaler.errors import InputError
+from codescaler.integrations import verl as verl_adapter
+from codescaler.integrations.client import RemoteScorer
+from codescaler.integrations.openrlhf import split_queries, split_query
+from codescaler.integrations.trl import CodeScalerReward
+from codescaler.models import build_tiny_model
+from codescaler.records import Score
+from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+from codescaler.scorer import Scorer
+from codescaler.server.batcher import Batcher, Overloaded, ShuttingDown
+
+PROBLEM = ("Write a function `is_palindrome(s: str) -> bool` that ignores case and non-alphanumerics.\n"
+           ">>> is_palindrome('A man, a plan, a canal: Panama')\nTrue\n")
+PROBLEM_2 = "Given n on stdin, print the n-th Fibonacci number (F(0) = 0). — ¿Dónde? 两数之和"
+GOOD = ("Here is my solution:\n\n```python\nimport re\n\ndef is_palindrome(s: str) -> bool:\n"
+        "    t = re.sub(r'[^a-z0-9]', '', s.lower())\n    return t == t[::-1]\n```\n\nIt runs in O(n).")
+GOOD_2 = "```python\nn = int(input())\na, b = 0, 1\nfor _ in range(n):\n    a, b = b, a + b\nprint(a)\n```"
+NO_CODE = "I think you should use two pointers; the code is left as an exercise."
+BROKEN = "```python\ndef is_palindrome(s):\n    return s == s[::-1]\n"  # unclosed block (truncated output)
+SYNTAX = "```python\ndef f(:\n    return\n```"
+
+MAX_ITEMS = 32
+MAX_CHARS = 20_000
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def tiny_rm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = build_tiny_model(tmp_path_factory.mktemp("server_rm"), arch="qwen3", seed=3)
+    write_metadata(folder, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=512, backbone="tiny-qwen3"))
+    return folder
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def _start_server(model: Path, log: Path, *extra: str) -> Server:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "codescaler", "serve", "--model", str(model), "--port", str(port),
+           "--device", "cpu", "--max-items-per-request", str(MAX_ITEMS), "--max-chars-per-item", str(MAX_CHARS),
+           *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    handle = open(log, "wb")  # noqa: SIM115 - the child writes to it for the server's lifetime
+    proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    handle.close()
+    server = Server(proc, port, log)
+    for _ in range(600):  # bounded: 120 s at most on a loaded machine
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{server.log_text()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=1.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"server did not become healthy:\n{server.log_text()}")
+
+
+def _stop(server: Server) -> int:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+    return server.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def server(tiny_rm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = _start_server(tiny_rm, tmp_path_factory.mktemp("server") / "server.log")
+    yield srv
+    _stop(srv)
+
+
+def _score(server: Server, items: list[dict[str, str]]) -> httpx.Response:
+    return httpx.post(f"{server.url}/score", json={"items": items}, timeout=60)
+
+
+# --------------------------------------------------------------------------------------------------
+# routes
+
+
+def test_health_and_info_describe_the_loaded_model(server: Server, tiny_rm: Path) -> None:
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+    info = httpx.get(f"{server.url}/info").json()
+    assert info["model"] == str(tiny_rm)
+    assert info["input_format"] == "chat_template"
+    assert info["shaping"] == "softplus"
+    assert info["codescaler_version"] and info["server_version"]
+    assert info["limits"]["max_items_per_request"] == MAX_ITEMS
+
+
+def test_score_returns_shaped_rewards_and_zero_for_responses_without_valid_code(server: Server) -> None:
+    items = [{"prompt": PROBLEM, "response": GOOD}, {"prompt": PROBLEM, "response": NO_CODE},
+             {"prompt": PROBLEM_2, "response": GOOD_2}, {"prompt": PROBLEM, "response": BROKEN},
+             {"prompt": PROBLEM, "response": SYNTAX, "language": "py"}]
+    response = _score(server, items)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["valid"] == [True, False, True, False, False]
+    assert [r for r, v in zip(body["rewards"], body["valid"], strict=True) if not v] == [0.0, 0.0, 0.0]
+    assert all(r > 0 for r, v in zip(body["rewards"], body["valid"], strict=True) if v)
+    assert body["raw_scores"][1] is None and isinstance(body["raw_scores"][0], float)
+    assert body["raw_scores"][0] != body["raw_scores"][2]  # different inputs, different scores
+
+
+def test_get_reward_splits_chatml_queries_like_openrlhf_sends_them(server: Server) -> None:
+    system = "<|im_start|>system\nYou are a helpful coding assistant.<|im_end|>\n"
+    prompt = f"{system}<|im_start|>user\n{PROBLEM}<|im_end|>\n<|im_start|>assistant\n"
+    queries = [prompt + GOOD + "<|im_end|><|endoftext|><|endoftext|>", prompt + NO_CODE + "<|im_end|>"]
+    with_prompts = httpx.post(f"{server.url}/get_reward",
+                              json={"query": queries, "prompts": [prompt, prompt], "labels": ["", ""]}, timeout=60)
+    assert with_prompts.status_code == 200, with_prompts.text
+    body = with_prompts.json()
+    assert body["rewards"][0] > 0 and body["rewards"][1] == 0.0
+    assert body["scores"] == body["rewards"]
+    assert body["extra_logs"]["valid"] == [1.0, 0.0]
+    # Without prompts the query is parsed on its own and must give the same reward, equal to /score's.
+    alone = httpx.post(f"{server.url}/get_reward", json={"query": queries}, timeout=60).json()
+    native = _score(server, [{"prompt": PROBLEM, "response": GOOD}]).json()
+    assert alone["rewards"][0] == pytest.approx(body["rewards"][0], abs=1e-6)
+    assert native["rewards"][0] == pytest.approx(body["rewards"][0], abs=1e-6)
+
+
+def test_unparseable_query_without_prompts_is_a_422_that_says_to_send_prompts(server: Server) -> None:
+    response = httpx.post(f"{server.url}/get_reward", json={"query": ["def f(): pass"]}, timeout=30)
+    assert response.status_code == 422
+    assert "query[0]" in response.json()["error"] and "prompts" in response.json()["error"]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"items": [{"prompt": "p"}]}, "items.0.response"),
+    ({"items": [{"prompt": "p", "response": 3}]}, "items.0.response"),
+    ({"items": "not a list"}, "items"),
+    ({"itemz": []}, "items"),
+    ({"items": [{"prompt": "p", "response": "r", "language": "cobol"}]}, "items.0.language"),
+])
+def test_malformed_score_bodies_get_422_naming_the_field(server: Server, body: dict, field: str) -> None:
+    response = httpx.post(f"{server.url}/score", json=body, timeout=30)
+    assert response.status_code == 422
+    assert repr(field) in response.json()["error"]
+
+
+def test_body_that_is_not_json_gets_422(server: Server) -> None:
+    response = httpx.post(f"{server.url}/score", content=b'{"items": [{"prompt": "p", "resp',
+                          headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == 422
+    assert "JSON" in response.json()["error"]
+
+
+def test_too_many_items_get_413_naming_the_limit(server: Server) -> None:
+    items = [{"prompt": PROBLEM, "response": GOOD}] * (MAX_ITEMS + 1)
+    response = _score(server, items)
+    assert response.status_code == 413
+    assert f"max_items_per_request={MAX_ITEMS}" in response.json()["error"]
+    queries = ["<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\nx"] * (MAX_ITEMS + 1)
+    assert httpx.post(f"{server.url}/get_reward", json={"query": queries}, timeout=30).status_code == 413
+
+
+def test_huge_item_gets_413_naming_the_item_and_limit(server: Server) -> None:
+    huge = "```python\n" + "x = 1\n" * (MAX_CHARS // 6 + 10) + "```"
+    response = _score(server, [{"prompt": PROBLEM, "response": GOOD}, {"prompt": PROBLEM, "response": huge}])
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert "items.1" in error and f"max_chars_per_item={MAX_CHARS}" in error
+
+
+def test_sixteen_concurrent_clients_all_get_their_own_answers(server: Server) -> None:
+    responses = [GOOD, NO_CODE, GOOD_2, BROKEN]
+
+    async def one(client: httpx.AsyncClient, i: int) -> tuple[int, dict]:
+        items = [{"prompt": PROBLEM, "response": responses[(i + k) % 4]} for k in range(1 + i % 3)]
+        r = await client.post("/score", json={"items": items})
+        return r.status_code, r.json()
+
+    async def main() -> list[tuple[int, dict]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            return await asyncio.gather(*(one(client, i) for i in range(16)))
+
+    results = asyncio.run(main())
+    expected_valid = [True, False, True, False]
+    for i, (status, body) in enumerate(results):
+        assert status == 200, body
+        assert body["valid"] == [expected_valid[(i + k) % 4] for k in range(1 + i % 3)]
+    # Same (problem, response) -> same reward whatever batch it landed in.
+    goods = {round(b["rewards"][k], 5) for i, (_, b) in enumerate(results)
+             for k in range(len(b["rewards"])) if (i + k) % 4 == 0}
+    assert len(goods) == 1
+
+
+def test_a_client_dropping_its_connection_mid_request_does_not_break_the_server(server: Server) -> None:
+    body = json.dumps({"items": [{"prompt": PROBLEM, "response": GOOD}] * 8}).encode()
+    head = (f"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    for payload in (head + body[: len(body) // 2], head + body):  # half a body; a whole one, no wait
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(payload)
+        sock.close()
+    time.sleep(0.5)
+    assert server.proc.poll() is None
+    response = _score(server, [{"prompt": PROBLEM, "response": GOOD}])
+    assert response.status_code == 200 and response.json()["valid"] == [True]
+
+
+def test_logs_never_contain_prompts_or_responses(server: Server) -> None:
+    marker = "zebra_canary_4417"
+    _score(server, [{"prompt": f"{PROBLEM} {marker}", "response": GOOD.replace("re.sub", f"re.sub  # {marker}")}])
+    httpx.post(f"{server.url}/score", json={"items": [{"prompt": marker}]}, timeout=30)
+    assert marker not in server.log_text()
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_zero(tiny_rm: Path, tmp_path: Path) -> None:
+    # A long batching window keeps the requests in the queue when the signal arrives.
+    srv = _start_server(tiny_rm, tmp_path / "server.log", "--max-wait-ms", "1500", "--max-batch", "1000")
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=60) as client:
+            tasks = [asyncio.create_task(client.post("/score", json={"items": [{"prompt": PROBLEM, "response": r}]}))
+                     for r in (GOOD, NO_CODE, GOOD_2)]
+            await asyncio.sleep(0.5)
+            srv.proc.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*tasks)
+
+    try:
+        results = asyncio.run(main())
+        returncode = srv.proc.wait(timeout=20)
+    finally:
+        _stop(srv)
+    assert [r.status_code for r in results] == [200, 200, 200]
+    assert [r.json()["valid"][0] for r in results] == [True, False, True]
+    assert returncode == 0, srv.log_text()
+
+
+def test_serve_with_a_missing_model_or_bad_port_fails_fast_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["serve", "--model", str(tmp_path / "nope"), "--port", str(_free_port())]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli_main(["serve", "--model", str(tmp_path), "--port", "70000"]) == 2
+    assert "65535" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# adapters through the server URL
+
+
+def test_trl_and_verl_adapters_through_the_server_match_in_process_scoring(
+        server: Server, tiny_rm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    responses = [GOOD, NO_CODE, GOOD_2, BROKEN]
+    local = Scorer.load(str(tiny_rm), device="cpu").score([PROBLEM] * 4, responses)
+    remote = CodeScalerReward(url=f"{server.url}/score")(prompts=[PROBLEM] * 4, completions=responses)
+    assert remote == pytest.approx([s.reward for s in local], abs=1e-5)
+    monkeypatch.setenv("CODESCALER_RM_URL", server.url)
+    monkeypatch.delenv("CODESCALER_RM", raising=False)
+    verl_adapter.set_scorer(None)
+    try:
+        batch = verl_adapter.compute_score_batch(["d"] * 4, responses, [None] * 4, [{"question": PROBLEM}] * 4)
+        assert batch == pytest.approx(remote, abs=1e-6)
+        # More items than the server takes per request are chunked by the client.
+        many = verl_adapter.compute_score_batch(["d"] * (MAX_ITEMS + 5), [GOOD] * (MAX_ITEMS + 5),
+                                                [None] * (MAX_ITEMS + 5), [{"question": PROBLEM}] * (MAX_ITEMS + 5))
+        assert len(many) == MAX_ITEMS + 5 and len(set(many)) == 1
+    finally:
+        verl_adapter.set_scorer(None)
+    with pytest.raises(RuntimeError, match="422"):
+        RemoteScorer(server.url).score([PROBLEM], [GOOD], ["cobol"])
+
+
+# --------------------------------------------------------------------------------------------------
+# query splitting (pure)
+
+
+def test_split_query_handles_llama3_deepseek_inst_and_plain_templates() -> None:
+    llama = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+             f"<|start_header_id|>user<|end_header_id|>\n\n{PROBLEM}<|eot_id|>"
+             f"<|start_header_id|>assistant<|end_header_id|>\n\n{GOOD}<|eot_id|>")
+    deepseek = f"<｜begin▁of▁sentence｜><｜User｜>{PROBLEM}<｜Assistant｜>{GOOD}<｜end▁of▁sentence｜>"
+    inst = f"<s>[INST] {PROBLEM} [/INST] {GOOD}</s>"
+    plain = f"User: {PROBLEM}\nAssistant: {GOOD}"
+    for query in (llama, deepseek, inst, plain):
+        problem, response = split_query(query)
+        assert problem.strip() == PROBLEM.strip(), query
+        assert response == GOOD, query
+
+
+def test_split_query_prefers_the_given_prompt_and_takes_the_last_assistant_turn() -> None:
+    prompt = f"<|im_start|>user\n{PROBLEM}<|im_end|>\n<|im_start|>assistant\n"
+    # The response itself mentions a ChatML header; the prompt prefix must win over parsing.
+    tricky = "```python\nprint('<|im_start|>assistant')\n```"
+    assert split_query(prompt + tricky + "<|im_end|>", prompt) == (PROBLEM, tricky)
+    multi = (f"<|im_start|>user\nold question<|im_end|>\n<|im_start|>assistant\nold answer<|im_end|>\n"
+             f"<|im_start|>user\n{PROBLEM}<|im_end|>\n<|im_start|>assistant\n{GOOD}")
+    assert split_query(multi) == (PROBLEM, GOOD)
+    with pytest.raises(InputError, match="prompts"):
+        split_queries(["a", "b"], ["a"])
+
+
+# --------------------------------------------------------------------------------------------------
+# the batcher on its own (a real scoring function standing in for the model)
+
+
+def _length_scores(prompts: list[str], responses: list[str], languages: list[str | None]) -> list[Score]:
+    if any(r == "boom" for r in responses):
+        raise InputError("boom is not a response", field="response")
+    return [Score(raw_score=float(len(r)), valid=True, reward=float(len(p) + len(r))) for p, r in
+            zip(prompts, responses, strict=True)]
+
+
+def test_batcher_merges_concurrent_requests_and_routes_each_result_back() -> None:
+    sizes: list[int] = []
+
+    def recording(prompts, responses, languages):
+        sizes.append(len(prompts))
+        return _length_scores(prompts, responses, languages)
+
+    async def main() -> list[list[Score]]:
+        batcher = Batcher(recording, max_batch=100, max_wait_ms=200)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(["p" * i] * (1 + i % 3), ["r"] * (1 + i % 3))
+                                          for i in range(20)))
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(main())
+    for i, scores in enumerate(results):
+        assert [s.reward for s in scores] == [float(i + 1)] * (1 + i % 3)
+    assert sum(sizes) == sum(1 + i % 3 for i in range(20))
+    assert len(sizes) <= 3  # 20 concurrent requests were merged, not run one by one
+
+
+def test_batcher_answers_overloaded_when_full_and_isolates_a_failing_request() -> None:
+    release = threading.Event()
+
+    def slow(prompts, responses, languages):
+        release.wait(timeout=30)
+        return _length_scores(prompts, responses, languages)
+
+    async def main() -> None:
+        batcher = Batcher(slow, max_batch=1, max_wait_ms=0, max_queue=2, retry_after_s=2)
+        await batcher.start()
+        running = asyncio.create_task(batcher.submit(["a"], ["x"]))
+        await asyncio.sleep(0.2)  # the collector took it; the model call blocks
+        queued = [asyncio.create_task(batcher.submit(["b"], ["y"])) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        with pytest.raises(Overloaded) as info:
+            await batcher.submit(["c"], ["z"])
+        assert info.value.retry_after_s == 2
+        release.set()
+        assert [s[0].reward for s in await asyncio.gather(running, *queued)] == [2.0, 2.0, 2.0]
+        await batcher.close()
+        with pytest.raises(ShuttingDown):
+            await batcher.submit(["a"], ["x"])
+
+    asyncio.run(main())
+
+    async def isolated() -> list[object]:
+        batcher = Batcher(_length_scores, max_batch=10, max_wait_ms=100)
+        await batcher.start()
+        try:
+            return await asyncio.gather(batcher.submit(["p"], ["ok"]), batcher.submit(["p"], ["boom"]),
+                                        batcher.submit(["p"], ["fine"]), return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    good, bad, fine = asyncio.run(isolated())
+    assert isinstance(bad, InputError)
+    assert [s.reward for s in good] == [3.0] and [s.reward for s in fine] == [5.0]  # type: ignore[union-attr]
