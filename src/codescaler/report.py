@@ -1,0 +1,290 @@
+"""Reports people read: best-of-N JSON/Markdown/PNG, and Markdown for ``codescaler eval`` JSON (layer L3).
+
+Contract
+--------
+- ``write_bon_report(output_dir, results, hardware=..., meta=...)`` writes ``report.json``,
+  ``report.md``, ``pass_at_n.png`` (pass@1 vs N per strategy) and ``frontier.png`` (pass@1 vs seconds
+  per problem) and returns their paths. Every file is written atomically (temp file in the same folder,
+  then ``os.replace``), so a crash never leaves a half-written report.
+- ``report.json``: ``{"results": [row, ...], "hardware": str, "meta": {...}}``; a row has ``strategy``,
+  ``n``, ``pass_at_1`` and ``std`` (PERCENT, mean and sample std across seeds, like BASELINES.md),
+  ``seconds_per_problem``, ``model_seconds_per_problem``, ``exec_seconds_per_problem`` (wall),
+  ``exec_cpu_seconds_per_problem``, ``n_problems``, ``n_skipped``, ``n_short``, ``mean_drawn``,
+  ``scored_per_problem``, ``executed_per_problem``, ``per_seed``.
+- ``report.md``: one row per strategy, one column per N with "mean ± std", then the cost table.
+- ``write_eval_report(report, path)`` renders the JSON of ``codescaler eval`` (a dict with ``rm`` and
+  optional ``baselines``) as a Markdown table: one row per scorer, one column per metric.
+- Plots use matplotlib's Agg backend (no display needed), selected inside the plotting call only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from codescaler.rerank import StrategyResult
+
+logger = logging.getLogger(__name__)
+
+
+def describe_hardware(device: str | None = None) -> str:
+    """One line: CPU model (from /proc/cpuinfo), usable cores, and the torch device used.
+
+    ``device``: the device the RM ran on (e.g. ``Scorer.info["device"]``); None means "not used".
+    """
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split("\n"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 0
+    return f"CPU {model}, {cores} cores available; torch device: {device or 'none (no model used)'}"
+
+
+def result_row(result: StrategyResult) -> dict[str, Any]:
+    """A JSON-ready row for one (strategy, N); accuracies in percent."""
+    return {
+        "strategy": result.strategy.value,
+        "n": result.n,
+        "pass_at_1": round(100.0 * result.pass_at_1, 3),
+        "std": round(100.0 * result.std, 3),
+        "seconds_per_problem": result.seconds_per_problem,
+        "model_seconds_per_problem": result.model_seconds_per_problem,
+        "exec_seconds_per_problem": result.exec_seconds_per_problem,
+        "exec_cpu_seconds_per_problem": result.exec_cpu_seconds_per_problem,
+        "n_problems": result.n_problems,
+        "n_skipped": result.n_skipped,
+        "n_short": result.n_short,
+        "mean_drawn": result.mean_drawn,
+        "scored_per_problem": result.scored_per_problem,
+        "executed_per_problem": result.executed_per_problem,
+        "per_seed": [round(100.0 * x, 3) for x in result.per_seed],
+    }
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _strategies(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(str(r["strategy"]) for r in rows))
+
+
+def _ns(rows: Sequence[dict[str, Any]]) -> list[int]:
+    return sorted({int(r["n"]) for r in rows})
+
+
+def render_markdown(rows: Sequence[dict[str, Any]], hardware: str, meta: dict[str, Any] | None = None) -> str:
+    """The best-of-N report as Markdown: accuracy table (mean ± std, percent) and cost table."""
+    meta = meta or {}
+    ns = _ns(rows)
+    cell = {(str(r["strategy"]), int(r["n"])): r for r in rows}
+    out = ["# Best-of-N selection", ""]
+    seeds = meta.get("seeds")
+    out.append(f"Pass@1 (%) of the selected candidate under the hidden tests; N candidates drawn per problem"
+               f"{f', {seeds} seeds' if seeds else ''}, mean ± std across seeds; ties count as the expected "
+               "value over the tied candidates.")
+    out += ["", f"Hardware: {hardware}", ""]
+    for key in ("problems", "candidates", "model", "top_k", "command"):
+        if meta.get(key) is not None:
+            out.append(f"- {key}: `{meta[key]}`")
+    out += ["", "| strategy | problems | " + " | ".join(f"N={n}" for n in ns) + " |",
+            "|---|---|" + "---|" * len(ns)]
+    for strategy in _strategies(rows):
+        first = next(r for r in rows if r["strategy"] == strategy)
+        used = f"{first['n_problems']}" + (f" ({first['n_skipped']} skipped)" if first["n_skipped"] else "")
+        values = []
+        for n in ns:
+            r = cell.get((strategy, n))
+            values.append(f"{r['pass_at_1']:.1f} ± {r['std']:.1f}" if r else "–")
+        out.append(f"| {strategy} | {used} | " + " | ".join(values) + " |")
+    out += ["", "Cost per problem (seconds; model = RM scoring and test generation, exec = test execution "
+            "wall clock; candidates scored / executed):", "",
+            "| strategy | N | total s | model s | exec s (wall) | exec s (CPU) | scored | executed |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['strategy']} | {r['n']} | {r['seconds_per_problem']:.3f} | "
+                   f"{r['model_seconds_per_problem']:.3f} | {r['exec_seconds_per_problem']:.3f} | "
+                   f"{r['exec_cpu_seconds_per_problem']:.3f} | {r['scored_per_problem']:.1f} | "
+                   f"{r['executed_per_problem']:.1f} |")
+    short = [r for r in rows if r.get("n_short")]
+    if short:
+        out += ["", "Problems with fewer candidates than N (all their candidates were used): "
+                + ", ".join(f"{r['strategy']} N={r['n']}: {r['n_short']}" for r in short)]
+    return "\n".join(out) + "\n"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())
+
+
+def plot_pass_at_n(rows: Sequence[dict[str, Any]], path: Path, title: str = "Best-of-N") -> None:
+    """pass@1 (%) against N (log2 axis), one line with std error bars per strategy."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    try:
+        for strategy in _strategies(rows):
+            mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["n"])
+            ax.errorbar([r["n"] for r in mine], [r["pass_at_1"] for r in mine], yerr=[r["std"] for r in mine],
+                        marker="o", capsize=3, label=strategy)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(_ns(rows), [str(n) for n in _ns(rows)])
+        ax.set_xlabel("N (candidates per problem)")
+        ax.set_ylabel("pass@1 of the selected candidate (%)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_frontier(rows: Sequence[dict[str, Any]], path: Path, title: str = "Accuracy vs latency") -> None:
+    """pass@1 (%) against seconds per problem (log axis); cost-free strategies are horizontal lines."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    try:
+        for strategy in _strategies(rows):
+            mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["n"])
+            if all(r["seconds_per_problem"] <= 0 for r in mine):
+                best = mine[-1]
+                ax.axhline(best["pass_at_1"], linestyle="--", linewidth=1, alpha=0.6,
+                           label=f"{strategy} (no cost, N={best['n']})", color="gray" if strategy == "random" else None)
+                continue
+            xs = [max(r["seconds_per_problem"], 1e-4) for r in mine]
+            ax.plot(xs, [r["pass_at_1"] for r in mine], marker="o", label=strategy)
+            for x, r in zip(xs, mine, strict=True):
+                ax.annotate(f"N={r['n']}", (x, r["pass_at_1"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per problem (model + execution wall clock)")
+        ax.set_ylabel("pass@1 of the selected candidate (%)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def write_bon_report(output_dir: Path, results: Sequence[StrategyResult], *, hardware: str,
+                     meta: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write report.json, report.md, pass_at_n.png and frontier.png into ``output_dir``; return paths."""
+    rows = [result_row(r) for r in results]
+    paths = {name: output_dir / name for name in ("report.json", "report.md", "pass_at_n.png", "frontier.png")}
+    document = {"results": rows, "hardware": hardware, "meta": meta or {}}
+    write_atomic(paths["report.json"], json.dumps(document, indent=2, sort_keys=True) + "\n")
+    write_atomic(paths["report.md"], render_markdown(rows, hardware, meta))
+    plot_pass_at_n(rows, paths["pass_at_n.png"])
+    plot_frontier(rows, paths["frontier.png"])
+    return paths
+
+
+# -- codescaler eval --------------------------------------------------------------------------------
+
+def _metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """Flatten one eval result: top-level numbers plus ``per_group`` accuracies as ``group:<name>``."""
+    flat: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) or value is None:
+            flat[key] = value
+        elif key == "per_group" and isinstance(value, dict):
+            for group, sub in value.items():
+                if isinstance(sub, dict):
+                    flat[f"{group}"] = sub.get("accuracy", sub.get("average"))
+    return flat
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{100 * value:.1f}%" if 0.0 <= value <= 1.0 else f"{value:.2f}"
+    return str(value)
+
+
+def render_eval_markdown(report: dict[str, Any]) -> str:
+    """Markdown for one ``codescaler eval`` JSON: a row for the RM and each baseline."""
+    scorers: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(report.get("rm"), dict):
+        scorers.append((f"RM {report.get('model', '')}".strip(), report["rm"]))
+    for name, result in (report.get("baselines") or {}).items():
+        if isinstance(result, dict):
+            scorers.append((name, result))
+    rows = [(name, _metrics(result), result.get("skipped")) for name, result in scorers]
+    columns: list[str] = []
+    for _, flat, _ in rows:
+        columns += [k for k in flat if k not in columns]
+    # accuracy-like columns first, bookkeeping (n, seconds, counts) after
+    first_seen = {k: i for i, k in enumerate(columns)}
+    columns.sort(key=lambda k: (k in ("n", "seconds") or k.endswith("invalid"), first_seen[k]))
+    out = [f"# Eval: {report.get('benchmark', '?')}", ""]
+    for key in ("model", "input", "extract_mode"):
+        if key in report:
+            out.append(f"- {key}: `{report[key]}`")
+    if isinstance(report.get("scorer"), dict):
+        out.append(f"- device: `{report['scorer'].get('device', '?')}`, dtype `{report['scorer'].get('dtype', '?')}`")
+    if report.get("hardware"):
+        out.append(f"- hardware: {report['hardware']}")
+    out += ["", "Accuracies in percent (ties count half); n = items; seconds = scoring time.", "",
+            "| scorer | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name, flat, skipped in rows:
+        if skipped:
+            out.append(f"| {name} | skipped: {skipped} |" + " |" * max(0, len(columns) - 1))
+            continue
+        out.append(f"| {name} | " + " | ".join(_fmt(flat.get(c)) for c in columns) + " |")
+    return "\n".join(out) + "\n"
+
+
+def write_eval_report(report: dict[str, Any] | Path, path: Path) -> Path:
+    """Render an eval report (the dict, or the path of its JSON) to Markdown at ``path`` atomically."""
+    if isinstance(report, Path):
+        from codescaler.errors import InputError
+
+        source = report
+        try:
+            loaded = json.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError("eval report not found", path=str(source), fix="run `codescaler eval --output`") from None
+        except json.JSONDecodeError as err:
+            raise InputError(f"not valid JSON: {err.msg}", path=str(source), line=err.lineno) from None
+        if not isinstance(loaded, dict):
+            raise InputError("expected a JSON object from `codescaler eval`", path=str(source))
+        report = loaded
+    write_atomic(path, render_eval_markdown(report))
+    return path

@@ -1,0 +1,114 @@
+"""`codescaler bon` end to end: real sandbox runs, a tiny offline RM, real files; resumes from its cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codescaler import data
+from codescaler.cli import main
+from codescaler.models import build_tiny_model
+from codescaler.records import Candidate, Problem, Status, TestSuite, Verdict
+from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+
+VARIANTS = [
+    "Here you go:\n\n```python\ndef scale(x):\n    return x * {k} + 1\n```\n",                 # correct
+    "```python\ndef scale(x):\n    return x * {k}\n```",                                     # wrong
+    "Handles the examples:\n```python\ndef scale(x):\n    return abs(x) * {k} + 1\n```\n",  # passes visible only
+    "```python\ndef scale(x):\n    raise NotImplementedError\n```",                          # crashes
+    "I think this works: def scale(x) return x",                                              # no code
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bon")
+    problems, cands = [], []
+    for t in range(3):
+        k = t + 2
+        hidden = f"def check(candidate):\n    for x in range(-3, 6):\n        assert candidate(x) == x * {k} + 1\n"
+        visible = f"def check(candidate):\n    assert candidate(0) == 1\n    assert candidate(2) == {2 * k + 1}\n"
+        problems.append(Problem(task_id=f"toy/{t}", prompt=f"Write scale(x) returning x*{k}+1.",
+                                tests=TestSuite(functional=hidden), entry_point="scale",
+                                visible_tests=TestSuite(functional=visible) if t != 2 else None))
+        for i in range(6):
+            cands.append(Candidate(f"toy/{t}", f"s{i}", response=VARIANTS[i % len(VARIANTS)].format(k=k)))
+    data.write_problems(root / "problems.jsonl", problems)
+    data.write_candidates(root / "candidates.jsonl", cands)
+    rm = build_tiny_model(root / "rm", arch="qwen3", seed=3)
+    write_metadata(rm, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=256, backbone="tiny-qwen3"))
+    return {"problems": root / "problems.jsonl", "candidates": root / "candidates.jsonl", "rm": rm, "root": root}
+
+
+def _bon(inputs: dict[str, Path], out: Path, *extra: str) -> int:
+    return main(["bon", "--problems", str(inputs["problems"]), "--candidates", str(inputs["candidates"]),
+                 "--model", str(inputs["rm"]), "--output-dir", str(out), "--n", "2", "6", "--seeds", "4",
+                 "--workers", "2", *extra])
+
+
+def test_bon_computes_truth_scores_and_visible_runs_then_resumes_from_its_cache(
+        inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert _bon(inputs, out, "--strategies", "random", "oracle", "rm", "tests", "hybrid", "tests+rm") == 0
+    doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    rows = {(r["strategy"], r["n"]): r for r in doc["results"]}
+    # N=6 draws the whole pool: s0 and s5 (the variants list wraps around) are the correct ones
+    assert rows[("random", 6)]["pass_at_1"] == pytest.approx(100 * 2 / 6, abs=1e-3)
+    assert rows[("oracle", 6)]["pass_at_1"] == 100.0
+    # visible tests tie s0, s5 (correct) with the abs() variant s2 on the 2 problems with examples
+    assert rows[("tests", 6)]["pass_at_1"] == pytest.approx(100 * 2 / 3, abs=1e-3)
+    assert (rows[("tests", 6)]["n_problems"], rows[("tests", 6)]["n_skipped"]) == (2, 1)
+    assert rows[("hybrid", 6)]["executed_per_problem"] == 3.0
+    assert rows[("rm", 6)]["model_seconds_per_problem"] > 0
+    assert "torch device: cpu" in doc["hardware"]
+    assert len((out / "truth.jsonl").read_text().strip().split("\n")) == 18
+    assert len((out / "visible.jsonl").read_text().strip().split("\n")) == 12
+    visible = [json.loads(line) for line in (out / "visible.jsonl").read_text().strip().split("\n")]
+    assert {r["status"] for r in visible} >= {"passed", "failed", "crashed", "no_code"}
+    for name in ("report.md", "pass_at_n.png", "frontier.png"):
+        assert (out / name).stat().st_size > 100
+
+    # a killed run leaves a torn last line: it is cut off and that candidate recomputed
+    truth = out / "truth.jsonl"
+    text = truth.read_text()
+    truth.write_text(text[: text.rstrip("\n").rfind("\n") + 1] + '{"task_id": "toy/2", "cand')
+    capsys.readouterr()
+    assert _bon(inputs, out, "--strategies", "random", "oracle", "rm", "tests", "hybrid", "tests+rm") == 0
+    assert len(truth.read_text().strip().split("\n")) == 18
+    again = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert [r["pass_at_1"] for r in again["results"]] == [r["pass_at_1"] for r in doc["results"]]
+
+
+def test_bon_uses_given_verdicts_and_refuses_a_folder_built_from_other_inputs(
+        inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+    verdicts = tmp_path / "verdicts.jsonl"
+    data.write_verdicts(verdicts, [Verdict(f"toy/{t}", f"s{i}", Status.PASSED if i == 1 else Status.FAILED)
+                                   for t in range(3) for i in range(6)])
+    out = tmp_path / "out"
+    assert _bon(inputs, out, "--verdicts", str(verdicts), "--strategies", "random", "oracle") == 0
+    rows = json.loads((out / "report.json").read_text(encoding="utf-8"))["results"]
+    assert rows[1]["strategy"] == "random" and rows[1]["n"] == 6
+    assert rows[1]["pass_at_1"] == pytest.approx(100 / 6, abs=1e-3)  # only s1 is labelled correct
+    other = tmp_path / "other.jsonl"
+    data.write_candidates(other, [Candidate("toy/0", "x", code="def scale(x):\n    return 1\n")])
+    code = main(["bon", "--problems", str(inputs["problems"]), "--candidates", str(other),
+                 "--output-dir", str(out), "--strategies", "random"])
+    assert code == 2
+
+
+def test_bon_without_visible_tests_anywhere_fails_clearly(tmp_path: Path, capsys) -> None:
+    problems = tmp_path / "p.jsonl"
+    data.write_problems(problems, [Problem("t/0", "Return 1.", tests=TestSuite(functional="assert f() == 1\n"),
+                                           entry_point="f")])
+    cands = tmp_path / "c.jsonl"
+    data.write_candidates(cands, [Candidate("t/0", "a", code="def f():\n    return 1\n")])
+    verdicts = tmp_path / "v.jsonl"
+    data.write_verdicts(verdicts, [Verdict("t/0", "a", Status.PASSED)])
+    code = main(["bon", "--problems", str(problems), "--candidates", str(cands), "--verdicts", str(verdicts),
+                 "--strategies", "tests", "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "none of the 1 problems has visible tests" in capsys.readouterr().err
