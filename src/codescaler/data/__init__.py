@@ -1,0 +1,56 @@
+"""The only module that knows file formats (layer L2).
+
+Canonical JSONL (problems, candidates, verdicts; ``docs/formats.md``) lives in :mod:`.jsonl`; the public
+datasets' converters in :mod:`.sources`; the data-folder lookup in :mod:`.locate`; the Hugging Face hub
+path in :mod:`.hub`. Everything public is re-exported here: ``from codescaler import data``.
+"""
+
+from __future__ import annotations
+
+from codescaler.data.jsonl import (
+    append_jsonl,
+    candidate_from_json,
+    candidate_to_json,
+    iter_candidates,
+    problem_from_json,
+    problem_to_json,
+    read_candidates,
+    read_jsonl,
+    read_problems,
+    read_verdicts,
+    to_json,
+    verdict_from_json,
+    verdict_to_json,
+    write_candidates,
+    write_jsonl,
+    write_problems,
+    write_verdicts,
+)
+
+__all__ = [
+    "append_jsonl", "candidate_from_json", "candidate_to_json", "iter_candidates", "problem_from_json", "problem_to_json",
+    "read_candidates", "read_jsonl", "read_problems", "read_verdicts", "to_json", "verdict_from_json",
+    "verdict_to_json", "write_candidates", "write_jsonl", "write_problems", "write_verdicts",
+]
+
+# Names below import lazily-light modules only (no dataset is read at import time).
+from codescaler.data.locate import DATA_ENV, locate_data_dir  # noqa: E402
+from codescaler.data.sources import (  # noqa: E402
+    DATASETS,
+    DatasetInfo,
+    dataset_info,
+    load_dataset_candidates,
+    load_dataset_problems,
+    load_generated_tests,
+)
+
+
+def load_from_hub(name: str, split: str | None = None):  # type: ignore[no-untyped-def]
+    """See :func:`codescaler.data.hub.load_from_hub` (imported on call: ``datasets`` is heavy)."""
+    from codescaler.data.hub import load_from_hub as _load
+
+    return _load(name, split)
+
+
+__all__ += ["DATA_ENV", "DATASETS", "DatasetInfo", "dataset_info", "load_dataset_candidates",
+            "load_dataset_problems", "load_from_hub", "load_generated_tests", "locate_data_dir"]
