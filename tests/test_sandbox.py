@@ -99,6 +99,15 @@ def test_missing_entry_point_is_crashed_not_error():
     assert "'add'" in verdict.detail
 
 
+def test_entry_points_named_like_a_builtin_or_check_resolve_to_the_program():
+    # MBPP+ has entry points `sum` (Mbpp/126) and `check` (Mbpp/56).
+    tests = "def check(candidate):\n    assert candidate(2, 3) == 'mine'\n"
+    for name in ("sum", "check"):
+        problem = Problem(f"demo/{name}", "p", tests=TestSuite(functional=tests), entry_point=name)
+        verdict = run(f"def {name}(a, b):\n    return 'mine'\n", problem)
+        assert verdict.status is Status.PASSED, (name, verdict)
+
+
 def test_syntax_error_in_candidate_is_crashed():
     verdict = run("def add(a, b)\n    return a + b\n")
     assert verdict.status is Status.CRASHED

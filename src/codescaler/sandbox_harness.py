@@ -172,7 +172,9 @@ def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
                 h.report("error", "functional tests define check() but the problem has no entry_point")
                 return
             try:
-                target = eval(entry, test_ns)
+                # Resolved in the PROGRAM's namespace: an entry point may share its name with a
+                # builtin (MBPP+ `sum`) or with the tests' own `check` (MBPP+ Mbpp/56).
+                target = eval(entry, ns)
             except (NameError, AttributeError) as err:
                 h.report("crashed", f"entry point {entry!r} is not defined by the program: {err}")
                 return
