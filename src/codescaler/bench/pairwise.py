@@ -1,0 +1,256 @@
+"""Pairwise reward-model accuracy: preference pairs, HumanEvalPack (hep-*), RM-Bench code (layer L3).
+
+Contract
+--------
+- A scorer is any ``ScoreFn``: ``(prompts, texts) -> raw scores`` (e.g. ``Scorer.score_codes``); the
+  text is what the RM's assistant turn holds. Everything here is measured through that one function,
+  so a trained RM and the no-training baselines are compared on identical inputs.
+- ``input_mode``: ``code`` (default; the paper's RM input) extracts the code from each response with
+  ``extract_mode`` and scores ONLY the code; a response without valid code is invalid and loses to any
+  valid one (validity-preserving shaping), and two invalid responses tie. ``response`` scores the whole
+  response text (the usual RewardBench/RM-Bench protocol, for RMs trained on full responses).
+- Accuracy: a pair counts 1 when chosen scores higher, 0 when lower, 0.5 on a tie (equal scores or
+  both invalid). Reported with ``n`` and per group (language or subset).
+- HumanEvalPack (RewardBench hep-* style): prompt = ``instruction``, chosen = ``declaration +
+  canonical_solution``, rejected = ``declaration + buggy_solution``, already code (no extraction).
+- RM-Bench code: each prompt has ``chosen[3]``/``rejected[3]`` in increasing style (0 concise, 1 detailed,
+  2 detailed with Markdown). Matrix ``M[i][j]`` = accuracy of chosen style i vs rejected style j.
+  As in RM-Bench's official ``compute_accuracy``: hard = upper triangle (i < j: chosen LESS styled than
+  rejected, style bias works against the RM), normal = diagonal, easy = lower triangle (i > j),
+  average = mean of all 9 cells. (RM-Bench counts ties as losses; we count them half, as everywhere.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codescaler.errors import InputError
+from codescaler.records import ExtractMode, Language
+
+logger = logging.getLogger(__name__)
+
+ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
+
+INPUT_MODES = ("code", "response")
+HEP_LANGUAGES = ("python", "js", "java", "go", "cpp", "rust")
+_HEP_TO_LANGUAGE = {"python": Language.PYTHON, "js": Language.JAVASCRIPT, "java": Language.JAVA,
+                    "go": Language.GO, "cpp": Language.CPP, "rust": Language.RUST}
+_FENCE = {Language.PYTHON: "python", Language.JAVASCRIPT: "javascript", Language.JAVA: "java",
+          Language.GO: "go", Language.CPP: "cpp", Language.RUST: "rust", Language.TYPESCRIPT: "typescript"}
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    """One comparison. ``is_code``: chosen/rejected are programs already (no extraction)."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    language: Language = Language.PYTHON
+    group: str = "all"
+    is_code: bool = False
+
+
+@dataclass(frozen=True)
+class RMBenchItem:
+    prompt: str
+    chosen: tuple[str, ...]
+    rejected: tuple[str, ...]
+    language: Language
+    group: str
+
+
+def pair_credit(chosen: float | None, rejected: float | None) -> float:
+    """1 / 0.5 / 0 for one comparison; None = no valid code (loses to any valid, ties with None)."""
+    if chosen is None and rejected is None:
+        return 0.5
+    if chosen is None:
+        return 0.0
+    if rejected is None:
+        return 1.0
+    return 1.0 if chosen > rejected else 0.5 if chosen == rejected else 0.0
+
+
+def _texts(items: Sequence[tuple[str, str, Language, bool]], input_mode: str, extract_mode: ExtractMode
+           ) -> list[str | None]:
+    """What the RM sees for each (prompt, text, language, is_code): code, the response, or None."""
+    if input_mode not in INPUT_MODES:
+        raise InputError(f"unknown input mode {input_mode!r}", field="input", fix="use code or response")
+    from codescaler.extract import extract_code
+
+    out: list[str | None] = []
+    for _prompt, text, language, is_code in items:
+        if is_code or input_mode == "response":
+            out.append(text)
+            continue
+        extraction = extract_code(text, language=language, mode=extract_mode)
+        out.append(extraction.code if extraction.valid else None)
+    return out
+
+
+def score_texts(score_fn: ScoreFn, prompts: Sequence[str], texts: Sequence[str | None]) -> list[float | None]:
+    """Score the non-None texts in one call (the scorer batches and dedups); None stays None."""
+    idx = [i for i, t in enumerate(texts) if t is not None]
+    raws = score_fn([prompts[i] for i in idx], [texts[i] or "" for i in idx]) if idx else []
+    out: list[float | None] = [None] * len(texts)
+    for i, value in zip(idx, raws, strict=True):
+        out[i] = float(value)
+    return out
+
+
+def _summary(credits: Iterable[tuple[str, float]]) -> dict[str, Any]:
+    by_group: dict[str, list[float]] = defaultdict(list)
+    everything: list[float] = []
+    for group, credit in credits:
+        by_group[group].append(credit)
+        everything.append(credit)
+    if not everything:
+        return {"accuracy": None, "n": 0, "per_group": {}}
+    return {
+        "accuracy": sum(everything) / len(everything),
+        "n": len(everything),
+        "ties": sum(1 for c in everything if c == 0.5),
+        "per_group": {g: {"accuracy": sum(v) / len(v), "n": len(v)} for g, v in sorted(by_group.items())},
+    }
+
+
+def evaluate_pairs(pairs: Sequence[EvalPair], score_fn: ScoreFn, *, input_mode: str = "code",
+                   extract_mode: ExtractMode = ExtractMode.STRICT) -> dict[str, Any]:
+    """Pairwise accuracy (ties half) over ``pairs``, overall and per group, plus validity counts."""
+    chosen = _texts([(p.prompt, p.chosen, p.language, p.is_code) for p in pairs], input_mode, extract_mode)
+    rejected = _texts([(p.prompt, p.rejected, p.language, p.is_code) for p in pairs], input_mode, extract_mode)
+    prompts = [p.prompt for p in pairs]
+    scores = score_texts(score_fn, prompts + prompts, chosen + rejected)
+    c_scores, r_scores = scores[: len(pairs)], scores[len(pairs):]
+    result = _summary((p.group, pair_credit(c, r)) for p, c, r in zip(pairs, c_scores, r_scores, strict=True))
+    result["chosen_invalid"] = sum(1 for c in chosen if c is None)
+    result["rejected_invalid"] = sum(1 for r in rejected if r is None)
+    return result
+
+
+def evaluate_rm_bench(items: Sequence[RMBenchItem], score_fn: ScoreFn, *, input_mode: str = "response",
+                      extract_mode: ExtractMode = ExtractMode.STRICT) -> dict[str, Any]:
+    """RM-Bench 3x3 style matrix -> hard/normal/easy/average accuracy, overall and per language."""
+    flat: list[tuple[str, str, Language, bool]] = []
+    for item in items:
+        flat += [(item.prompt, text, item.language, False) for text in (*item.chosen, *item.rejected)]
+    texts = _texts(flat, input_mode, extract_mode)
+    scores = score_texts(score_fn, [f[0] for f in flat], texts)
+    matrices: dict[str, list[list[list[float]]]] = defaultdict(lambda: [[[] for _ in range(3)] for _ in range(3)])
+    for k, item in enumerate(items):
+        block = scores[6 * k: 6 * k + 6]
+        for i in range(3):
+            for j in range(3):
+                credit = pair_credit(block[i], block[3 + j])
+                matrices["all"][i][j].append(credit)
+                matrices[item.group][i][j].append(credit)
+    out = {group: _rm_bench_summary(cells) for group, cells in sorted(matrices.items())}
+    result = out.pop("all", {"n": 0})
+    result["per_group"] = out
+    result["invalid_responses"] = sum(1 for t in texts if t is None)
+    return result
+
+
+def _rm_bench_summary(cells: list[list[list[float]]]) -> dict[str, Any]:
+    m = [[sum(c) / len(c) for c in row] for row in cells]
+    upper = [m[i][j] for i in range(3) for j in range(3) if i < j]
+    lower = [m[i][j] for i in range(3) for j in range(3) if i > j]
+    return {"hard": sum(upper) / 3, "normal": (m[0][0] + m[1][1] + m[2][2]) / 3, "easy": sum(lower) / 3,
+            "average": sum(map(sum, m)) / 9, "matrix": m, "n": len(cells[0][0])}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loaders (public files; see ../shared/data/README.md)
+
+
+def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", path=str(path), fix="check the path (or --data-dir)") from None
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 in strings
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"not valid JSON: {err.msg}", path=str(path), line=number) from None
+        if not isinstance(row, dict):
+            raise InputError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=number)
+        yield number, row
+
+
+def read_eval_pairs(path: Path) -> list[EvalPair]:
+    """Pairs JSONL: ``prompt``, ``chosen``, ``rejected`` (raw responses), optional ``language``."""
+    pairs = []
+    for number, row in _jsonl_rows(path):
+        for name in ("prompt", "chosen", "rejected"):
+            if not isinstance(row.get(name), str):
+                raise InputError("missing or not a string", path=str(path), line=number, field=name,
+                                 fix="each line needs prompt, chosen and rejected strings")
+        try:
+            language = Language.parse(row.get("language"))
+        except ValueError as err:
+            raise InputError(str(err), path=str(path), line=number, field="language") from None
+        pairs.append(EvalPair(row["prompt"], row["chosen"], row["rejected"], language, language.value))
+    if not pairs:
+        raise InputError("no pairs in the file", path=str(path))
+    return pairs
+
+
+def hep_path(data_dir: Path, language: str) -> Path:
+    return Path(data_dir) / "octopack/evaluation/create/humaneval-x/data" / language / "data/humanevalpack.jsonl"
+
+
+def load_hep(data_dir: Path, languages: Sequence[str] = ("python",)) -> list[EvalPair]:
+    """HumanEvalPack canonical vs buggy per language (RewardBench hep-*). EVAL ONLY: never train on it."""
+    pairs = []
+    for name in languages:
+        if name not in HEP_LANGUAGES:
+            raise InputError(f"unknown HumanEvalPack language {name!r}", field="languages",
+                             fix=f"use some of: {','.join(HEP_LANGUAGES)}")
+        path = hep_path(data_dir, name)
+        for number, row in _jsonl_rows(path):
+            for field in ("instruction", "declaration", "canonical_solution", "buggy_solution"):
+                if not isinstance(row.get(field), str):
+                    raise InputError("missing", path=str(path), line=number, field=field)
+            pairs.append(EvalPair(row["instruction"], row["declaration"] + row["canonical_solution"],
+                                  row["declaration"] + row["buggy_solution"], _HEP_TO_LANGUAGE[name],
+                                  f"hep-{name}", is_code=True))
+    return pairs
+
+
+def load_rm_bench(path: Path) -> list[RMBenchItem]:
+    """RM-Bench ``code_filtered.json`` (a JSON list). EVAL ONLY (its prompts are HumanEvalPack tasks)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("file not found", path=str(path), fix="check the path (or --data-dir)") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", path=str(path), line=err.lineno) from None
+    if not isinstance(data, list):
+        raise InputError("expected a JSON list of prompts", path=str(path))
+    items = []
+    for k, row in enumerate(data):
+        chosen, rejected = row.get("chosen"), row.get("rejected")
+        if not (isinstance(chosen, list) and isinstance(rejected, list) and len(chosen) == len(rejected) == 3):
+            raise InputError(f"item {k}: chosen and rejected must be lists of 3 responses", path=str(path),
+                             field="chosen")
+        try:
+            language = Language.parse(row.get("language"))
+        except ValueError:
+            language = Language.PYTHON
+        items.append(RMBenchItem(str(row.get("prompt", "")), tuple(chosen), tuple(rejected), language,
+                                 str(row.get("language", "unknown"))))
+    return items
+
+
+def fenced(code: str, language: Language) -> str:
+    """``code`` as a Markdown response with one fenced block (how a model would answer)."""
+    return f"```{_FENCE.get(language, '')}\n{code.rstrip()}\n```"

@@ -1,0 +1,138 @@
+"""``codescaler train``: preference pairs -> a Bradley–Terry reward model (TRL RewardTrainer) (layer L4).
+
+Optimisation flags fill TRL's ``RewardConfig`` (not redeclared); data, format and LoRA flags fill
+``training.TrainSettings``. Multi-GPU: run the same command under ``accelerate launch`` (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+from codescaler.errors import InputError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a reward model on preference pairs",
+        description="Train a Bradley-Terry reward model with TRL's RewardTrainer on pairs JSONL (prompt, "
+        "chosen, rejected responses[, margin, task_id, language]); the RM sees the problem and ONLY the "
+        "extracted code. Writes an HF folder + codescaler.json to --output (docs/training.md).",
+    )
+    p.add_argument("--pairs", required=True, type=Path, help="training pairs JSONL")
+    p.add_argument("--output", required=True, type=Path, help="checkpoint folder to write")
+    p.add_argument("--model", default="minilm",
+                   help="backbone: short name (minilm, qwen2.5-coder-0.5b-instruct), HF folder or hub id of a "
+                   "causal LM, encoder or 1-label RM (default: %(default)s)")
+    held = p.add_mutually_exclusive_group()
+    held.add_argument("--eval-pairs", type=Path, default=None, help="held-out pairs JSONL")
+    held.add_argument("--eval-fraction", type=float, default=0.1,
+                      help="fraction of PROBLEMS held out when no --eval-pairs (default: %(default)s)")
+    p.add_argument("--extract-mode", choices=["strict", "lenient"], default="strict")
+    p.add_argument("--input-format", choices=["chat_template", "plain"], default=None,
+                   help="default: chat_template when the tokenizer has one, else plain")
+    p.add_argument("--max-length", type=int, default=1024, help="tokens per input (default: %(default)s)")
+    p.add_argument("--lora", action="store_true", help="train a LoRA adapter (+ the score head)")
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-alpha", type=int, default=32)
+    p.add_argument("--merge", action="store_true", help="with --lora: save merged full weights")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-5 full, 1e-4 LoRA)")
+    p.add_argument("--batch-size", type=int, default=8, help="pairs per device per step")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--margin-scale", type=float, default=0.0,
+                   help="use margin = SCALE * row margin in the loss (default 0: plain Bradley-Terry)")
+    p.add_argument("--center-rewards-coefficient", type=float, default=None,
+                   help="TRL's reward-centering term, e.g. 0.01")
+    p.add_argument("--eval-steps", type=int, default=None, help="evaluate and checkpoint every N steps")
+    p.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"], default="auto",
+                   help="auto: on with CUDA, off on CPU")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bf16 mixed precision; auto: on with a bf16-capable GPU, off on CPU")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output")
+    p.add_argument("--stats-pairs", type=int, default=256,
+                   help="training pairs scored afterwards for score_mean/std (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def _positive(value: float, flag: str) -> None:
+    if not value > 0:
+        raise InputError(f"{flag} must be > 0, got {value}", field=flag)
+
+
+def _steps_per_epoch(n_pairs: int, args: argparse.Namespace, world: int) -> int:
+    return max(1, math.ceil(n_pairs / (args.batch_size * args.grad_accum * max(1, world))))
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The command line that repeats this run: every train flag spelled out (defaults included)."""
+    words = ["codescaler", "train"]
+    for key, value in sorted(vars(args).items()):
+        if key in ("func", "verb", "verbose", "resume") or value is None or value is False:
+            continue
+        if key == "eval_fraction" and args.eval_pairs is not None:
+            continue  # mutually exclusive with --eval-pairs
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from trl import RewardConfig
+
+    from codescaler.records import ExtractMode
+    from codescaler.rm_checkpoint import InputFormat
+    from codescaler.training import TrainSettings, read_pairs, train_reward_model
+
+    for value, flag in ((args.batch_size, "--batch-size"), (args.grad_accum, "--grad-accum"),
+                        (args.epochs, "--epochs"), (args.lora_r, "--lora-r")):
+        _positive(value, flag)
+    if args.merge and not args.lora:
+        raise InputError("--merge needs --lora", field="--merge")
+    existing = args.output.is_dir() and (
+        (args.output / "codescaler.json").exists() or any(args.output.glob("checkpoint-*")))
+    if existing and not args.resume:
+        raise InputError(f"{args.output} already holds a checkpoint", path=str(args.output),
+                         fix="pass --resume to continue it, or choose a new --output")
+    cuda = torch.cuda.is_available()
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cuda and torch.cuda.is_bf16_supported())
+    checkpointing = args.gradient_checkpointing == "on" or (args.gradient_checkpointing == "auto" and cuda)
+    # Step counts for eval/checkpoint cadence need the pair count; reading twice is cheap next to training.
+    n_pairs = len(read_pairs(args.pairs, ExtractMode(args.extract_mode))[0])
+    lr = args.lr if args.lr is not None else (1e-4 if args.lora else 2e-5)
+    config = RewardConfig(
+        output_dir=str(args.output), learning_rate=lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum, seed=args.seed, bf16=bf16,
+        gradient_checkpointing=checkpointing, center_rewards_coefficient=args.center_rewards_coefficient,
+        report_to="none", save_total_limit=2, eval_strategy="steps", save_strategy="steps",
+        warmup_steps=0, lr_scheduler_type="linear",
+        # Without CUDA, say so: under torchrun/accelerate the processes then join a gloo (MULTI_CPU) group.
+        use_cpu=not cuda,
+    )
+    total = args.max_steps if args.max_steps > 0 else math.ceil(
+        args.epochs * _steps_per_epoch(n_pairs, args, config.world_size))
+    every = args.eval_steps or max(1, total // 4)
+    config.eval_steps = config.save_steps = every
+    config.logging_steps = max(1, min(10, every))
+    settings = TrainSettings(
+        pairs=args.pairs, output=args.output, model=args.model, eval_pairs=args.eval_pairs,
+        eval_fraction=args.eval_fraction, extract_mode=ExtractMode(args.extract_mode),
+        input_format=InputFormat(args.input_format) if args.input_format else None,
+        max_length=args.max_length, margin_scale=args.margin_scale, lora=args.lora, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, merge=args.merge, resume=args.resume, stats_pairs=args.stats_pairs,
+        command=reproduce_command(args),
+    )
+    result = train_reward_model(settings, config)
+    if result.metadata is not None:
+        acc = result.heldout.get("eval_pairwise_accuracy")
+        shown = f"{acc:.3f}" if isinstance(acc, float) else "n/a"
+        print(f"saved {result.output} (held-out pairwise accuracy {shown})")
+    return 0
