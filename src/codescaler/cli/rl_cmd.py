@@ -1,0 +1,77 @@
+"""``codescaler rl``: GRPO of a code policy with the CodeScaler reward, the unit-test reward or both (layer L4).
+
+A thin parser over ``codescaler.rl.run_rl`` (docs/rl.md). Multi-GPU: the same command under
+``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from codescaler.errors import InputError
+
+
+def register(subparsers: Any) -> None:
+    from codescaler.rl import DEFAULT_EVAL, DEFAULT_POLICY, DEFAULT_TRAIN, PRESETS, REWARDS
+
+    p = subparsers.add_parser(
+        "rl",
+        help="GRPO a policy with the CodeScaler reward and/or unit tests",
+        description="GRPO (TRL GRPOTrainer) of a code policy. Rewards: rm (CodeScaler, strict extraction + "
+        "softplus), tests (1 when the extracted code passes the hidden tests, else 0), rm+tests (their sum). "
+        "Writes metrics.jsonl (one row per step), eval.jsonl (held-out greedy pass@1), checkpoints (docs/rl.md).",
+    )
+    p.add_argument("--output", required=True, type=Path, help="run folder (metrics, eval, checkpoints)")
+    p.add_argument("--reward", choices=REWARDS, default="rm", help="default: %(default)s")
+    p.add_argument("--policy", default=DEFAULT_POLICY, help="short name, HF folder or hub id (default: %(default)s)")
+    p.add_argument("--rm", default="default", help="reward model for rm rewards: checkpoint folder, short name or "
+                   "hub id (default: the shipped RM)")
+    p.add_argument("--problems", default=DEFAULT_TRAIN,
+                   help="training problems: JSONL path, mbpp-train, or a TRAIN dataset of `codescaler data "
+                   "--list` (default: %(default)s = MBPP task ids 601-974)")
+    p.add_argument("--eval-problems", default=DEFAULT_EVAL,
+                   help="held-out problems (default: %(default)s = MBPP ids 511-600); 'none' to skip")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="gpu",
+                   help="gpu: the paper's hyperparameters; smoke: tiny CPU run (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="held-out eval every K steps (always at step 0 and at the end; default: %(default)s)")
+    p.add_argument("--train-limit", type=int, default=None, help="use the first N training problems")
+    p.add_argument("--eval-limit", type=int, default=100, help="use the first N held-out problems")
+    p.add_argument("--max-completion-length", type=int, default=None, help="override the preset")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="completions per device per step (override the preset; a multiple of --num-generations)")
+    p.add_argument("--num-generations", type=int, default=None, help="rollouts per prompt (override the preset)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (override the preset)")
+    p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (override the preset)")
+    p.add_argument("--workers", type=int, default=None, help="execution workers (default: CPU count)")
+    p.add_argument("--data-dir", default=None, help="public data folder (default: CODESCALER_DATA or ../shared/data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from codescaler.rl import RLSettings, run_rl
+
+    for flag in ("max_steps", "eval_limit", "max_completion_length", "batch_size", "num_generations", "save_steps",
+                 "train_limit", "workers"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}", field=flag)
+    overrides = {key: value for key, value in (
+        ("max_completion_length", args.max_completion_length), ("per_device_train_batch_size", args.batch_size),
+        ("num_generations", args.num_generations), ("learning_rate", args.lr), ("save_steps", args.save_steps),
+    ) if value is not None}
+    eval_problems = None if str(args.eval_problems).lower() == "none" else args.eval_problems
+    settings = RLSettings(
+        output=args.output, reward=args.reward, policy=args.policy, rm=args.rm, problems=args.problems,
+        eval_problems=eval_problems, preset=args.preset, max_steps=args.max_steps, eval_every=args.eval_every,
+        train_limit=args.train_limit, eval_limit=args.eval_limit, resume=args.resume, seed=args.seed,
+        data_dir=args.data_dir, workers=args.workers, overrides=overrides)
+    result = run_rl(settings)
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,168 @@
+"""Tests for codescaler.rl and `codescaler rl`: real GRPOTrainer runs on tiny models, on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codescaler.errors import InputError
+from codescaler.executor import ExecuteOptions
+from codescaler.models import build_tiny_model
+from codescaler.records import Language, Problem, TestSuite
+from codescaler.rl import RLSettings, TestsReward, load_problem_set, run_rl
+from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+
+ROW_FIELDS = {"step", "reward_mean", "reward_std", "valid_rate", "pass_rate", "response_length_mean", "wall_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("rl_policy"), arch="qwen2", kind="causal", seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = build_tiny_model(tmp_path_factory.mktemp("rl_rm"), arch="qwen3", seed=5)
+    write_metadata(folder, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=512, backbone="tiny-qwen3"))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _verdict_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+
+
+def _settings(tmp: Path, shared_data: Path, policy: Path, **kw: object) -> RLSettings:
+    base: dict = dict(output=tmp / "run", policy=str(policy), preset="smoke", max_steps=2, train_limit=6,
+                      eval_limit=3, data_dir=str(shared_data), workers=2)
+    base.update(kw)
+    return RLSettings(**base)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def test_rm_reward_run_writes_one_metrics_row_per_step_and_evals(tmp_path: Path, shared_data: Path,
+                                                                  tiny_policy: Path, tiny_rm: Path) -> None:
+    result = run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="rm", rm=str(tiny_rm)))
+    assert result["global_step"] == 2
+    rows = _rows(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row.keys() >= ROW_FIELDS
+        assert 0.0 <= row["valid_rate"] <= 1.0
+        assert row["reward_mean"] >= 0.0          # shaped RM rewards are never negative
+        assert row["pass_rate"] is None           # the rm reward does not execute
+        assert row["response_length_mean"] > 0
+    evals = _rows(tmp_path / "run" / "eval.jsonl")
+    assert [e["step"] for e in evals] == [0, 2]
+    assert all(e["n"] == 3 and 0.0 <= e["pass_at_1"] <= 1.0 for e in evals)
+    assert (tmp_path / "run" / "checkpoint-2" / "trainer_state.json").is_file()
+
+
+def test_tests_reward_run_gives_zero_rewards_for_a_garbage_policy_and_resumes(
+        tmp_path: Path, shared_data: Path, tiny_policy: Path) -> None:
+    first = run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="tests", max_steps=1, eval_problems=None))
+    assert first["global_step"] == 1
+    again = run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="tests", max_steps=2, eval_problems=None,
+                             resume=True))
+    assert again["global_step"] == 2 and again["checkpoint"].endswith("checkpoint-1")
+    rows = _rows(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row.keys() >= ROW_FIELDS
+        assert row["reward_mean"] == 0.0 and row["pass_rate"] == 0.0
+        assert 0.0 <= row["valid_rate"] <= 1.0
+
+
+def test_a_finished_run_is_not_overwritten_without_resume(tmp_path: Path, shared_data: Path,
+                                                          tiny_policy: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="--resume"):
+        run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="tests"))
+
+
+def test_resume_without_a_checkpoint_is_an_input_error(tmp_path: Path, shared_data: Path, tiny_policy: Path) -> None:
+    with pytest.raises(InputError, match="no checkpoint"):
+        run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="tests", resume=True))
+
+
+def test_default_rm_missing_tells_to_pass_rm(tmp_path: Path, shared_data: Path, tiny_policy: Path) -> None:
+    from codescaler.scorer import default_rm_path
+
+    if (default_rm_path() / "config.json").is_file():
+        pytest.skip("a default RM is shipped in this build")
+    with pytest.raises(InputError) as err:
+        run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="rm+tests"))
+    assert "--rm" in str(err.value)
+
+
+def test_training_on_eval_only_data_is_refused(shared_data: Path) -> None:
+    for name in ("humaneval", "leetcode-test"):
+        with pytest.raises(InputError, match="evaluation-only"):
+            load_problem_set(name, str(shared_data), for_training=True)
+
+
+def test_mbpp_train_and_validation_splits_are_disjoint(shared_data: Path) -> None:
+    train = load_problem_set("mbpp-train", str(shared_data), for_training=True)
+    held = load_problem_set("mbpp-validation", str(shared_data), for_training=False)
+    assert len(held) >= 80 and len(train) >= 350
+    assert not {p.task_id for p in train} & {p.task_id for p in held}
+
+
+def test_tests_reward_pays_only_for_passing_strictly_extracted_code(tmp_path: Path) -> None:
+    problem = Problem(task_id="t/add", prompt="Write add(a, b).", language=Language.PYTHON,
+                      tests=TestSuite(functional="def check(candidate):\n    assert candidate(2, 3) == 5\n"),
+                      entry_point="add")
+    reward = TestsReward([problem], ExecuteOptions(workers=2, cache_dir=tmp_path / "c"))
+    good = "Here:\n```python\ndef add(a, b):\n    return a + b\n```\n"
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    two_blocks = good + "\n```python\nprint(1)\n```"
+    logged: dict[str, float] = {}
+    rewards = reward(prompts=["p"] * 4, completions=[[{"role": "assistant", "content": good}], wrong,
+                                                     two_blocks, "def add(a, b): return a + b"],
+                     task_id=["t/add"] * 4, log_metric=logged.__setitem__)
+    assert rewards == [1.0, 0.0, 0.0, 0.0]
+    assert logged == {"tests/valid_fraction": 0.5, "tests/pass_rate": 0.25}
+
+
+@pytest.mark.slow
+def test_cli_smoke_run_via_subprocess(tmp_path: Path, shared_data: Path, tiny_policy: Path, tiny_rm: Path) -> None:
+    env = {**os.environ, "CODESCALER_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", "rm+tests", "--policy", str(tiny_policy),
+           "--rm", str(tiny_rm), "--preset", "smoke", "--max-steps", "1", "--train-limit", "4",
+           "--eval-problems", "none", "--data-dir", str(shared_data), "--output", str(tmp_path / "cli")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().split("\n")[-1])["global_step"] == 1
+    row = _rows(tmp_path / "cli" / "metrics.jsonl")[0]
+    assert ROW_FIELDS | {"reward_codescaler", "reward_tests"} <= row.keys()
+
+
+def test_cli_refuses_training_on_humaneval_with_exit_code_2(tmp_path: Path, shared_data: Path) -> None:
+    cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", "tests", "--problems", "humaneval",
+           "--data-dir", str(shared_data), "--output", str(tmp_path / "bad")]
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "evaluation-only" in bad.stderr
+
+
+@pytest.mark.slow
+def test_gpu_experiment_script_smoke_form_writes_both_summaries(tmp_path: Path, shared_data: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path / "exp"), "CODESCALER_DATA": str(shared_data),
+           "PYTHON": sys.executable}
+    done = subprocess.run([str(repo / "scripts" / "gpu_rl_experiment.sh")], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "exp" / "summary.json").read_text(encoding="utf-8"))
+    assert [r["reward"] for r in summary["results"]] == ["rm", "tests"]
+    assert all(r["steps"] == 2 and r["pass_at_1_before"] is not None and r["pass_at_1_after"] is not None
+               for r in summary["results"])
+    assert "| rm | 2 |" in (tmp_path / "exp" / "summary.md").read_text(encoding="utf-8")
