@@ -21,4 +21,6 @@ test-slow: setup
 	$(VENV)/python -m pytest -q -m slow
 
 bench: setup
-	$(VENV)/python benchmarks/run_all.py
+	@for f in benchmarks/*.py; do echo "== $$f"; $(VENV)/python -c "import ast,sys; print(ast.get_docstring(ast.parse(open(sys.argv[1]).read())) or '')" $$f | head -12; done
+	@echo "Run one with: $(VENV)/python benchmarks/NAME.py --help"
+

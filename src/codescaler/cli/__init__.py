@@ -18,6 +18,19 @@ from codescaler.errors import InputError
 
 # (module under codescaler.cli) in the order verbs appear in --help.
 VERB_MODULES: tuple[str, ...] = (
+    "demo_cmd",
+    "data_cmd",
+    "extract_cmd",
+    "sample_cmd",
+    "execute_cmd",
+    "score_cmd",
+    "pairs_cmd",
+    "mutate_cmd",
+    "train_cmd",
+    "eval_cmd",
+    "bon_cmd",
+    "rl_cmd",
+    "serve_cmd",
 )
 
 
