@@ -108,6 +108,13 @@ def test_entry_points_named_like_a_builtin_or_check_resolve_to_the_program():
         assert verdict.status is Status.PASSED, (name, verdict)
 
 
+def test_site_builtins_help_and_exit_exist_as_in_a_normal_interpreter():
+    # 13 Codex HumanEval samples labelled OK call help(); -S would otherwise make them crash.
+    code = "def add(a, b):\n    return a + b\nhelp(add)\n"
+    assert run(code).status is Status.PASSED
+    assert run("exit()\n").status is Status.CRASHED
+
+
 def test_syntax_error_in_candidate_is_crashed():
     verdict = run("def add(a, b)\n    return a + b\n")
     assert verdict.status is Status.CRASHED

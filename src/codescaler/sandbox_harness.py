@@ -18,12 +18,19 @@ assertion so that a later timeout still yields ``failed``. See docs/sandbox.md f
 
 from __future__ import annotations
 
+import _sitebuiltins
 import builtins
 import marshal
 import os
 import resource
 import sys
 from typing import Any
+
+# The interpreter starts with -S (no site processing), which also skips the builtins that `site` adds;
+# programs call `help(...)`, `exit()` and `quit()` as in a normal interpreter (HumanEval samples do).
+builtins.help = _sitebuiltins._Helper()  # type: ignore[attr-defined]
+builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")  # type: ignore[attr-defined]
+builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")  # type: ignore[attr-defined]
 
 # Every function below resolves builtins through this private copy, not the builtins module that the
 # candidate shares with us: `builtins.callable = lambda f: False` must not make us skip check().
