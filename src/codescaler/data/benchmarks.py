@@ -136,7 +136,9 @@ def load_apps150(data_dir: Path) -> list[Problem]:
     program that reads stdin; outputs are the printed value.
     """
     path = require_file(data_dir, APPS_FILE)
-    problems = []
+    problems: list[Problem] = []
+    seen: dict[str, Problem] = {}
+    repeats = 0
     for line, row in read_jsonl(path):
         cases_raw = _field(row, "test_list", path, line, list)
         samples_raw = row.get("sample_io") or []
@@ -149,9 +151,21 @@ def load_apps150(data_dir: Path) -> list[Problem]:
         if starter:
             prompt += f"\n\nStarter code:\n{starter}"
         prompt += f"\n\n{APPS_IO_NOTE}"
-        problems.append(Problem(task_id=f"APPS/{row['name']}", prompt=prompt, language=Language.PYTHON,
-                                tests=TestSuite(stdio=cases), visible_tests=TestSuite(stdio=samples) if samples else None,
-                                source="apps/selected150"))
+        problem = Problem(task_id=f"APPS/{row['name']}", prompt=prompt, language=Language.PYTHON,
+                          tests=TestSuite(stdio=cases), visible_tests=TestSuite(stdio=samples) if samples else None,
+                          source="apps/selected150")
+        earlier = seen.get(problem.task_id)
+        if earlier is not None:
+            # The upstream file repeats some rows verbatim; a repeat with other content is a real conflict.
+            if earlier != problem:
+                raise InputError(f"two different problems share the name {row['name']!r}", path=str(path),
+                                 line=line, field="name", fix="report the file; it is not the published one")
+            repeats += 1
+            continue
+        seen[problem.task_id] = problem
+        problems.append(problem)
+    if repeats:
+        logger.info("apps-150: %d verbatim repeated rows skipped (%d distinct problems)", repeats, len(problems))
     return problems
 
 

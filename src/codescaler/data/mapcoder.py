@@ -79,7 +79,8 @@ def load_mapcoder_candidates(data_dir: Path, name: str, problems: list[Problem]
                          fix="pass --data-dir DIR or set CODESCALER_DATA=DIR to the public data folder")
     by_id = {p.task_id: p for p in problems}
     known = set(by_id)
-    candidates, verdicts, skipped = [], [], 0
+    candidates, verdicts, skipped, repeats = [], [], 0, 0
+    seen: dict[tuple[str, str], str] = {}
     for path in files:
         model = path.parent.parent.name
         cid = f"{model}/{path.stem}"
@@ -92,11 +93,23 @@ def load_mapcoder_candidates(data_dir: Path, name: str, problems: list[Problem]
             if task_id not in known or not code or not code.strip():
                 skipped += 1
                 continue
-            candidates.append(Candidate(task_id=task_id, candidate_id=cid, code=complete_program(by_id[task_id], code)))
+            # A problem repeated in the upstream file (APPS-150) has one result row per copy: the same
+            # solution again is skipped, a different one is kept as "<cid>#<k>".
+            program = complete_program(by_id[task_id], code)
+            k, row_cid = 1, cid
+            while (task_id, row_cid) in seen and seen[(task_id, row_cid)] != program:
+                k += 1
+                row_cid = f"{cid}#{k}"
+            if (task_id, row_cid) in seen:
+                repeats += 1
+                continue
+            seen[(task_id, row_cid)] = program
+            candidates.append(Candidate(task_id=task_id, candidate_id=row_cid, code=program))
             solved = row.get("is_solved") is True
-            verdicts.append(Verdict(task_id=task_id, candidate_id=cid,
+            verdicts.append(Verdict(task_id=task_id, candidate_id=row_cid,
                                     status=Status.PASSED if solved else Status.FAILED,
                                     detail=f"dataset label: is_solved={row.get('is_solved')}"))
-    if skipped:
-        logger.info("mapcoder-%s: %d rows without code or without a matching problem skipped", name, skipped)
+    if skipped or repeats:
+        logger.info("mapcoder-%s: %d rows without code or without a matching problem and %d repeated rows "
+                    "skipped", name, skipped, repeats)
     return candidates, verdicts
