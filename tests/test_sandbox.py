@@ -115,6 +115,14 @@ def test_site_builtins_help_and_exit_exist_as_in_a_normal_interpreter():
     assert run("exit()\n").status is Status.CRASHED
 
 
+def test_dataclasses_work_in_functional_and_stdio_programs():
+    # LeetCode v0.3.1 references define @dataclass classes, which look their module up in sys.modules.
+    dc = "from dataclasses import dataclass\n@dataclass(frozen=True)\nclass P:\n    x: int\n"
+    assert run(dc + "def add(a, b):\n    return P(a).x + P(b).x\n").status is Status.PASSED
+    problem = Problem("demo/dc", "p", tests=TestSuite(stdio=(StdioCase("4\n", "4\n"),)))
+    assert run(dc + "print(P(int(input())).x)\n", problem).status is Status.PASSED
+
+
 def test_syntax_error_in_candidate_is_crashed():
     verdict = run("def add(a, b)\n    return a + b\n")
     assert verdict.status is Status.CRASHED

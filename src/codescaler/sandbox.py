@@ -33,7 +33,7 @@ __all__ = ["HARNESS_VERSION", "Isolation", "isolation", "normalise_output", "pyt
 
 logger = logging.getLogger(__name__)
 
-HARNESS_VERSION = "3"  # bump when the harness or the status rules change: it keys the verdict cache
+HARNESS_VERSION = "4"  # bump when the harness or the status rules change: it keys the verdict cache
 
 
 def _signal_of(code: int, shifted: bool) -> int | None:

@@ -142,6 +142,15 @@ def _describe(err: BaseException) -> tuple[str, str]:
     return "crashed", f"{type(err).__name__}: {err}" + (f" (at {where})" if where else "")
 
 
+def _module_namespace(name: str) -> dict[str, Any]:
+    """A fresh module registered in sys.modules, so code that looks itself up there works
+    (``@dataclass`` reads ``sys.modules[cls.__module__].__dict__``; pickle and typing do similar)."""
+    module = type(sys)(name)
+    module.__dict__["__builtins__"] = builtins
+    sys.modules[name] = module
+    return module.__dict__
+
+
 def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
     clean_builtins = dict(vars(builtins))  # snapshot before the candidate can patch builtins
     h.test_lines = payload["tests"].split("\n")
@@ -151,7 +160,7 @@ def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
     except SyntaxError as err:
         h.report("error", f"the problem's tests or setup do not parse: {err}")
         return
-    ns: dict[str, Any] = {"__name__": "__candidate__", "__builtins__": builtins}
+    ns = _module_namespace("__candidate__")
     try:
         exec(setup_code, ns)
     except BaseException as err:
@@ -215,7 +224,7 @@ def _run_stdio(payload: dict[str, Any]) -> int:
     program = payload["setup"] + "\n" + payload["code"] if payload["setup"] else payload["code"]
     status = 0
     try:
-        exec(compile(program, "<candidate>", "exec"), {"__name__": "__main__", "__builtins__": builtins})
+        exec(compile(program, "<candidate>", "exec"), _module_namespace("__main__"))
     except SystemExit as err:
         if err.code is None or isinstance(err.code, int):
             status = err.code or 0
