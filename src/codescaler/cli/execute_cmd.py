@@ -9,7 +9,6 @@ counts.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from codescaler.data import file_sha256
 from codescaler.errors import InputError
 from codescaler.records import Candidate, ExtractMode, Limits, Problem
 
@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         "isolation": {"kind": iso.kind, "detail": iso.detail},
         "settings": {"limits": asdict(limits),
                      "workers": options.worker_count(), "extract": args.extract, "cache": not args.no_cache},
-        "inputs": {"problems": {"path": str(args.problems), "sha256": _sha256(args.problems)},
-                   "candidates": {"path": str(args.candidates), "sha256": _sha256(args.candidates)}},
+        "inputs": {"problems": {"path": str(args.problems), "sha256": file_sha256(args.problems)},
+                   "candidates": {"path": str(args.candidates), "sha256": file_sha256(args.candidates)}},
     }
     logger.info("%d candidates: %d already in %s, %d to run, %d unknown task_id skipped; isolation: %s",
                 len(candidates), len(done), args.output, len(jobs), unknown, iso.kind)
@@ -176,13 +176,6 @@ def read_done(path: Path) -> set[tuple[str, str]]:
                              fix="choose another --output, or delete the damaged line to resume") from err
     return done
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:

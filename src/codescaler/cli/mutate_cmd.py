@@ -50,7 +50,8 @@ def _kind_names() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
-    from codescaler.cli.pairs_cmd import file_sha256, write_json_atomic
+    from codescaler.cli.pairs_cmd import write_json_atomic
+    from codescaler.data import file_sha256
     from codescaler.mutate import MutationKind, canonical_code, mutant_ids, mutate_program
     from codescaler.records import Candidate
 

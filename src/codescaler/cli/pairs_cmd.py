@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -11,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from codescaler.data import file_sha256
 from codescaler.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -56,13 +56,6 @@ def _cap(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return None if value == 0 else value
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -10,7 +10,6 @@ in a ``check(candidate)`` that compares with tolerance for floats.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from codescaler.data.benchmarks import asserts_as_check
-from codescaler.data.jsonl import read_jsonl
+from codescaler.data.jsonl import file_sha256, read_jsonl
 from codescaler.data.locate import require_file
 from codescaler.records import Language, Problem, TestSuite
 
@@ -119,13 +118,6 @@ def default_cache_dir() -> Path:
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else Path.home() / ".cache" / "codescaler"
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_reference(code: str, entry_point: str, inputs: list, timeout: float) -> list[str | None]:

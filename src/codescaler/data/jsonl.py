@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -361,3 +362,12 @@ def read_verdicts(path: str | os.PathLike[str], tolerate_torn_tail: bool = True)
 
 def write_verdicts(path: str | os.PathLike[str], verdicts: Iterable[Verdict]) -> int:
     return write_jsonl(path, (verdict_to_json(v) for v in verdicts))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (manifests and caches key inputs by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
