@@ -213,6 +213,35 @@ def test_lora_saves_adapter_and_head_and_merge_saves_full_weights(tmp_path: Path
     assert via_adapter != pytest.approx(base, abs=1e-4)  # the head (modules_to_save) and adapters trained
 
 
+def test_lora_layers_adapts_only_the_last_layers_under_bf16_autocast(tmp_path: Path, tiny_qwen3: Path,
+                                                                   pairs_file: Path) -> None:
+    from safetensors import safe_open
+
+    out = tmp_path / "last1"
+    assert main(["train", "--pairs", str(pairs_file), "--model", str(tiny_qwen3), "--lora", "--lora-r", "4",
+                 "--lora-layers", "1", "--bf16", "on", "--max-steps", "2", "--batch-size", "4",
+                 "--stats-pairs", "0", "--eval-fraction", "0.2", "--eval-max-pairs", "3",
+                 "--output", str(out)]) == 0
+    config = json.loads((out / "adapter_config.json").read_text(encoding="utf-8"))
+    n_layers = json.loads((tiny_qwen3 / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    assert config["layers_to_transform"] == [n_layers - 1]
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as weights:
+        lora = [k for k in weights.keys() if "lora_" in k]  # noqa: SIM118 (safe_open is not iterable)
+    assert lora and all(f"layers.{n_layers - 1}." in k for k in lora)
+    assert {k.split(".")[-3] for k in lora} >= {"q_proj", "down_proj"}  # every Linear kind, not just attention
+    meta = json.loads((out / "codescaler.json").read_text(encoding="utf-8"))
+    assert meta["manifest"]["data"]["heldout_pairs"] == 3
+    assert Scorer.load(str(out)).score(["Write `f(x)`."], ["```python\ndef f(x):\n    return x\n```"])[0].valid
+
+
+def test_lora_layers_needs_lora(tmp_path: Path, tiny_qwen3: Path, pairs_file: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--pairs", str(pairs_file), "--model", str(tiny_qwen3), "--lora-layers", "2",
+                 "--output", str(tmp_path / "x")]) == 2
+    assert "--lora-layers needs --lora" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_bert_backbone_without_eos_trains_with_the_plain_format(tmp_path: Path, pairs_file: Path) -> None:
     bert = build_tiny_model(tmp_path / "bert", arch="bert")
     config = json.loads((bert / "tokenizer_config.json").read_text(encoding="utf-8"))

@@ -64,6 +64,8 @@ class TrainSettings:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    lora_layers: int = 0                       # >0: adapt only the last N transformer layers (cheaper backward)
+    eval_max_pairs: int = 0                    # >0: a seeded sample of the held-out pairs (faster evaluation)
     merge: bool = False
     resume: bool = False
     stats_pairs: int = 256                     # training pairs scored for score_mean/std (0: skip)
@@ -326,8 +328,22 @@ def _lora_config(settings: TrainSettings, model: Any) -> Any:
     from peft import LoraConfig, TaskType
 
     head = "score" if hasattr(model, "score") else "classifier"
+    targets: Any = "all-linear"
+    layers = None
+    if settings.lora_layers > 0:
+        # peft takes layers_to_transform only with explicit module names: every Linear but the head.
+        import torch
+
+        total = getattr(model.config, "num_hidden_layers", None)
+        if not isinstance(total, int) or total <= 0:
+            raise InputError("--lora-layers: the backbone does not say how many layers it has",
+                             field="lora_layers", fix="drop --lora-layers")
+        targets = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                          if isinstance(mod, torch.nn.Linear) and not name.startswith(head)})
+        layers = list(range(max(0, total - settings.lora_layers), total))
     return LoraConfig(task_type=TaskType.SEQ_CLS, r=settings.lora_r, lora_alpha=settings.lora_alpha,
-                      lora_dropout=settings.lora_dropout, target_modules="all-linear", modules_to_save=[head])
+                      lora_dropout=settings.lora_dropout, target_modules=targets, layers_to_transform=layers,
+                      modules_to_save=[head])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -361,6 +377,8 @@ def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
         held_examples, eval_counts = read_pairs(settings.eval_pairs, settings.extract_mode)
     else:
         train_examples, held_examples = split_heldout(examples, settings.eval_fraction, config.seed)
+    if 0 < settings.eval_max_pairs < len(held_examples):
+        held_examples = random.Random(config.seed).sample(held_examples, settings.eval_max_pairs)
     set_seed(config.seed)  # before loading: the fresh score head is random
     model, tokenizer, meta = load_backbone(settings.model, settings)
     train_ds = encode_pairs(train_examples, tokenizer, meta, settings.margin_scale)

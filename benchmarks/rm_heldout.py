@@ -1,0 +1,138 @@
+"""Held-out pairwise accuracy of reward models next to the no-training baselines, on real public data.
+
+    python benchmarks/rm_heldout.py --scorers rm:default logprob untrained:default \
+        [--sets codex hep-python rm-bench] [--output-dir runs/rm-heldout] [--limit N]
+
+Sets (none is seen by any training step; all are HumanEval-derived or RM-Bench, i.e. evaluation only):
+- ``codex``: Codex HumanEval Python samples, a passing vs a failing real sample of the same problem, at
+  most 3 pairs per problem, rejected programs with valid code only (built once with `codescaler data
+  codex-humaneval-python` + `codescaler pairs --max-pairs-per-problem 3 --exclude-invalid-rejected
+  --seed 0`, labels from the dataset);
+- ``hep-python``: HumanEvalPack Python canonical vs buggy (RewardBench hep-python);
+- ``rm-bench``: RM-Bench code (easy / normal / hard, official accuracy matrix).
+
+Scorers: ``rm:CHECKPOINT`` (``rm:default`` = the shipped RM), ``untrained:CHECKPOINT`` (the checkpoint's
+backbone with a fresh seeded head, same tokenizer and input format), ``logprob`` (mean token log-prob of
+the code under Qwen2.5-Coder-0.5B-Instruct). One JSON per (scorer, set) is written to the output folder
+and reused on a rerun (resumable); the table is printed as Markdown and saved as ``table.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ("codex", "hep-python", "rm-bench")
+
+
+def codex_pairs(work: Path) -> Path:
+    pairs = work / "codex.pairs.jsonl"
+    if pairs.is_file():
+        return pairs
+    cli = [sys.executable, "-m", "codescaler"]
+    data = work / "codex-data"
+    if not (data / "labels.jsonl").is_file():
+        subprocess.run([*cli, "data", "codex-humaneval-python", "--output-dir", str(data)], check=True)
+    subprocess.run([*cli, "pairs", "--problems", str(data / "problems.jsonl"), "--candidates",
+                    str(data / "candidates.jsonl"), "--verdicts", str(data / "labels.jsonl"), "--output",
+                    str(pairs), "--max-pairs-per-problem", "3", "--exclude-invalid-rejected", "--seed", "0"],
+                   check=True)
+    return pairs
+
+
+def load_set(name: str, work: Path) -> tuple[str, Any]:
+    from codescaler.bench import pairwise
+    from codescaler.cli.eval_cmd import data_dir
+
+    if name == "codex":
+        return "pairs", pairwise.read_eval_pairs(codex_pairs(work))
+    if name == "hep-python":
+        return "pairs", pairwise.load_hep(data_dir(None), ["python"])
+    return "rm-bench", pairwise.load_rm_bench(data_dir(None) / "RM-Bench/data/code_filtered.json")
+
+
+def make_scorer(spec: str) -> Any:
+    from codescaler.bench import baselines
+    from codescaler.scorer import Scorer, _resolve_checkpoint
+
+    kind, _, arg = spec.partition(":")
+    if kind == "rm":
+        return Scorer.load(arg)
+    if kind == "untrained":
+        return baselines.untrained_backbone(_resolve_checkpoint(arg))
+    if kind == "logprob":
+        return baselines.LogProbScorer(arg or baselines.LOGPROB_MODEL)
+    raise SystemExit(f"unknown scorer {spec!r}: use rm:PATH, untrained:PATH or logprob[:MODEL]")
+
+
+def headline(result: dict[str, Any]) -> str:
+    if "accuracy" in result:
+        return f"{100 * result['accuracy']:.1f}%"
+    return " / ".join(f"{100 * result[k]:.1f}" for k in ("easy", "normal", "hard", "average"))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scorers", nargs="+", default=["rm:default", "untrained:default", "logprob"])
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "runs" / "rm-heldout")
+    parser.add_argument("--limit", type=int, default=None, help="first N items per set (quick checks)")
+    args = parser.parse_args(argv)
+    from codescaler.bench import pairwise
+    from codescaler.records import ExtractMode
+
+    out = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    for spec in args.scorers:
+        todo = []
+        for name in args.sets:
+            path = out / f"{spec.replace(':', '_').replace('/', '_')}.{name}.json"
+            if path.is_file():
+                results[(spec, name)] = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                todo.append((name, path))
+        if not todo:
+            continue
+        scorer = make_scorer(spec)
+        for name, path in todo:
+            kind, items = load_set(name, out)
+            items = items[: args.limit] if args.limit else items
+            evaluate = pairwise.evaluate_pairs if kind == "pairs" else pairwise.evaluate_rm_bench
+            started = time.monotonic()
+            result = evaluate(items, scorer.score_codes, input_mode="code" if kind == "pairs" else "response",
+                              extract_mode=ExtractMode.STRICT)
+            result["seconds"] = round(time.monotonic() - started, 1)
+            result["scorer"] = spec
+            result["set"] = name
+            write_json(path, result)
+            results[(spec, name)] = result
+            print(f"{spec} on {name}: {headline(result)} ({result['seconds']} s)", flush=True)
+        del scorer
+    lines = ["| scorer | " + " | ".join(args.sets) + " |", "|---|" + "---|" * len(args.sets)]
+    for spec in args.scorers:
+        cells = [headline(results[(spec, s)]) if (spec, s) in results else "n/a" for s in args.sets]
+        lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n\nRM-Bench cells: easy / normal / hard / average (%).\n"
+    (out / "table.md").write_text(table, encoding="utf-8")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
