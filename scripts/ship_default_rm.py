@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--eval", type=Path, nargs="*", default=[], help="codescaler eval JSON outputs")
+    parser.add_argument("--target", type=Path, default=TARGET, help="where to ship (default: %(default)s)")
     args = parser.parse_args(argv)
+    target = args.target
     run = args.run_dir
     meta_path = run / "codescaler.json"
     if not (run / "adapter_config.json").is_file() or not meta_path.is_file():
@@ -48,25 +50,25 @@ def main(argv: list[str] | None = None) -> int:
         meta.setdefault("manifest", {})["heldout_eval"] = evals
     adapter = json.loads((run / "adapter_config.json").read_text(encoding="utf-8"))
     adapter["base_model_name_or_path"] = base   # not this machine's cache path
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".default_rm.", dir=TARGET.parent))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".default_rm.", dir=target.parent))
     try:
         for name in SHIPPED:
             shutil.copy2(run / name, staging / name)
         (staging / "adapter_config.json").write_text(json.dumps(adapter, indent=2) + "\n", encoding="utf-8")
         (staging / "codescaler.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
                                                  encoding="utf-8")
-        old = TARGET.with_name(".default_rm.old")
-        if TARGET.exists():
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
             shutil.rmtree(old, ignore_errors=True)
-            TARGET.rename(old)
-        staging.rename(TARGET)
+            target.rename(old)
+        staging.rename(target)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    size = sum(p.stat().st_size for p in TARGET.iterdir())
-    print(f"shipped {run} -> {TARGET} ({size / 1e6:.1f} MB)")
+    size = sum(p.stat().st_size for p in target.iterdir())
+    print(f"shipped {run} -> {target} ({size / 1e6:.1f} MB)")
     return 0
 
 
