@@ -97,7 +97,7 @@ def test_resume_without_a_checkpoint_is_an_input_error(tmp_path: Path, shared_da
 def test_default_rm_missing_tells_to_pass_rm(tmp_path: Path, shared_data: Path, tiny_policy: Path) -> None:
     from codescaler.scorer import default_rm_path
 
-    if (default_rm_path() / "config.json").is_file():
+    if any((default_rm_path() / f).is_file() for f in ("config.json", "adapter_config.json")):
         pytest.skip("a default RM is shipped in this build")
     with pytest.raises(InputError) as err:
         run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="rm+tests"))

@@ -172,7 +172,7 @@ def test_lora_adapter_checkpoint_is_scored_on_its_merged_base(tmp_path: Path) ->
 
 
 def test_default_model_is_explained_when_it_is_not_shipped() -> None:
-    if (default_rm_path() / "config.json").is_file():
+    if any((default_rm_path() / f).is_file() for f in ("config.json", "adapter_config.json")):
         assert Scorer.load("default").info["model"] == "default"
     else:
         with pytest.raises(InputError, match="default reward model is not shipped"):
