@@ -16,7 +16,8 @@ Contract and decisions
 - ``dtype=None`` ("auto"): bfloat16 on CUDA when supported; on CPU bfloat16 only for models of at least
   100M parameters on CPUs with native bf16 (AVX512-BF16/AMX), where Qwen2.5-0.5B measured 1.3x (busy
   machine) to 2.9x (quiet) faster at ~5% score error; float32 otherwise (small models lose too much
-  precision in bf16; see docs/reward_model.md).
+  precision in bf16; see docs/reward_model.md). The score head of a decoder RM always runs in float32
+  on the bf16 hidden state, so scores are not rounded to bf16 (which made near candidates tie).
 - A response without valid code gets ``raw_score=None``, ``valid=False`` and reward 0 (shaping).
 - Thread-safety: one Scorer is meant for one thread at a time (torch releases the GIL, but the
   tokenizer and batching state are not shared-safe); servers should serialise calls.
@@ -102,6 +103,22 @@ def _pick_dtype(dtype: str | Any | None, device: Any, n_params: int) -> Any:
     return torch.float32
 
 
+def _load_sequence_classifier(base: str, *, quiet_missing_head: bool) -> Any:
+    """Load a one-label sequence classifier in float32. With an adapter the score head comes from the
+    adapter, so transformers' "score.weight MISSING / newly initialized" report is noise: silence it."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    if quiet_missing_head:
+        hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
 class Scorer:
     """A loaded reward model. Build with ``Scorer.load``; call ``score`` or ``score_codes``."""
 
@@ -133,6 +150,13 @@ class Scorer:
         backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
         self._head = head if isinstance(head, torch.nn.Linear) and backbone is not None else None
         self._backbone = backbone if self._head is not None else None
+        if self._head is not None and self._head.weight.dtype != torch.float32:
+            # The head is one small Linear: apply a float32 copy to the (bf16) hidden state, so a score is
+            # not rounded to bf16's 8 bits (steps of 0.0625 at |score| ~ 10 turn close candidates into
+            # ties that best-of-N then has to break at random).
+            import copy
+
+            self._head = copy.deepcopy(self._head).float()
 
     # ----------------------------------------------------------------------------------------------
     @classmethod
@@ -157,7 +181,7 @@ class Scorer:
         checkpoint's metadata.
         """
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         path = _resolve_checkpoint(model)
         local = Path(path).is_dir()
@@ -185,7 +209,7 @@ class Scorer:
             meta = default_metadata(tokenizer, model, input_format)
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # Load in float32 first: the dtype choice needs the parameter count, and a cast is cheap.
-        net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
+        net = _load_sequence_classifier(base, quiet_missing_head=adapter)
         if adapter:
             from peft import PeftModel
 
@@ -303,7 +327,7 @@ class Scorer:
         if self._head is not None and self._backbone is not None:
             hidden = self._backbone(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
             last = mask.sum(dim=1) - 1
-            logits = self._head(hidden[torch.arange(len(batch), device=self.device), last])
+            logits = self._head(hidden[torch.arange(len(batch), device=self.device), last].float())
         else:
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
         return [float(v) for v in logits[:, 0].float().cpu()]
