@@ -88,6 +88,21 @@ def test_decoder_score_is_the_models_own_logit_at_the_last_token(qwen_rm: Path) 
     assert scorer.score_codes([PROBLEMS[0]], ["def f():\n    return 1\n"]) == [pytest.approx(expected, abs=1e-5)]
 
 
+def test_bf16_scores_are_not_rounded_to_bf16_by_the_head(qwen_rm: Path) -> None:
+    """bf16 keeps 8 bits: a bf16 head would put close candidates on the same 1/16 step at |score| ~ 10."""
+    scorer = Scorer.load(str(qwen_rm), dtype="bfloat16")
+    assert next(scorer.model.parameters()).dtype == torch.bfloat16
+    assert scorer._head is not None and scorer._head.weight.dtype == torch.float32
+    prompts, codes = _many_items(12)
+    scores = scorer.score_codes(prompts, codes)
+    off_grid = [s for s in scores if torch.tensor(s).to(torch.bfloat16).float().item() != s]
+    assert len(off_grid) >= len(scores) - 1, scores  # an exact bf16 value by chance is rare
+    # and the head is the model's own (same weights), so fp32 scores stay within bf16 noise of them
+    reference = Scorer.load(str(qwen_rm), dtype="float32").score_codes(prompts, codes)
+    spread = max(reference) - min(reference)
+    assert max(abs(a - b) for a, b in zip(scores, reference, strict=True)) < 0.1 * spread + 1e-2
+
+
 def test_invalid_responses_get_no_raw_score_and_zero_reward(qwen_rm: Path) -> None:
     scorer = Scorer.load(str(qwen_rm), batch_size=3)
     prompts = PROBLEMS + [PROBLEMS[0]] * len(BAD)
