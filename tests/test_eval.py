@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,6 +107,22 @@ def test_untrained_backbone_baseline_scores_with_the_backbone_not_the_rm(tiny_rm
     assert baseline.meta.input_format is InputFormat.CHAT_TEMPLATE
     first, again = baseline.score_codes(*probe), untrained_backbone(str(tiny_rm), seed=0).score_codes(*probe)
     assert first == again and first != pytest.approx(rm_score)
+
+
+def test_untrained_backbone_of_a_lora_adapter_checkpoint_uses_the_base_tokenizer(tmp_path: Path) -> None:
+    """The shipped default RM is an adapter folder without tokenizer files."""
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    base = build_tiny_model(tmp_path / "base", arch="qwen3", seed=5)
+    net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    adapter = tmp_path / "adapter"
+    get_peft_model(net, LoraConfig(task_type=TaskType.SEQ_CLS, r=4, target_modules=["q_proj"])).save_pretrained(adapter)
+    write_metadata(adapter, RMMetadata(lora=True, base_model=str(base), backbone=str(base), max_length=256))
+    assert not (adapter / "tokenizer_config.json").exists()
+    probe = (["Write f."], ["def f():\n    return 1\n"])
+    scores = untrained_backbone(str(adapter), seed=0).score_codes(*probe)
+    assert len(scores) == 1 and math.isfinite(scores[0])
 
 
 def test_logprob_baseline_prefers_code_the_model_finds_likely(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from codescaler.errors import InputError
@@ -30,7 +31,7 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
 
     from codescaler.models import resolve_model
     from codescaler.rm_checkpoint import read_metadata
-    from codescaler.scorer import Scorer
+    from codescaler.scorer import Scorer, _pick_dtype
 
     meta = read_metadata(checkpoint)
     backbone = meta.base_model or meta.backbone
@@ -40,10 +41,15 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(backbone), num_labels=1,
                                                                dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # eos/pad exactly as the RM was trained with
+    # The RM's own tokenizer (eos/pad exactly as it was trained with); a LoRA adapter checkpoint such as
+    # the shipped default RM carries none and uses its base model's, as Scorer.load does.
+    has_tokenizer = (Path(checkpoint) / "tokenizer_config.json").is_file() or not Path(checkpoint).exists()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint if has_tokenizer else resolve_model(backbone))
     model.config.pad_token_id = tokenizer.pad_token_id
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return Scorer(model.to(target), tokenizer, meta, name=f"untrained:{backbone}", batch_size=batch_size)
+    chosen = _pick_dtype(None, target, sum(p.numel() for p in model.parameters()))  # as the RM is scored
+    return Scorer(model.to(device=target, dtype=chosen), tokenizer, meta, name=f"untrained:{backbone}",
+                  batch_size=batch_size)
 
 
 class LogProbScorer:
