@@ -13,7 +13,7 @@ are measured side by side on the same machine state.
 What to expect: micro-batching turns concurrent one-item requests into model batches. The gain is what
 batching gives the model on the device: large where a one-item call is dominated by fixed per-call cost
 (a GPU, or the tiny model on CPU: the brief's bar is >= 3x), small where the model is compute-bound (a
-22M-parameter encoder on 2 CPU cores: batching in-process gains ~1.1x, and the server can at best match
+22M-parameter encoder on 2 CPU cores: batching in-process gained 1.5x, and the server can at best match
 in-process batching). Compare the server at c=16/64 with the in-process batched row. p50 latency goes up
 by roughly the batch's compute time. Every item is unique (the Scorer scores duplicates once).
 """
@@ -178,7 +178,6 @@ def main() -> int:
                   f"CPU ms per request: server {1000 * server_cpu / count:.1f}, client {1000 * client_cpu / count:.1f}")
             rows.append((f"server c={concurrency}", count / wall, _percentile(lat, 0.5) * 1000,
                          _percentile(lat, 0.99) * 1000, errors))
-        httpx.get(f"{url}/info")  # still alive after the load
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -103,6 +103,13 @@ def _pick_dtype(dtype: str | Any | None, device: Any, n_params: int) -> Any:
     return torch.float32
 
 
+def tokenizer_source(checkpoint: str, base: str) -> str:
+    """Where a checkpoint's tokenizer lives: the checkpoint itself (a hub id, or a folder with tokenizer
+    files), else its base model (a LoRA adapter folder such as the shipped default RM carries none)."""
+    folder = Path(checkpoint)
+    return checkpoint if not folder.is_dir() or (folder / "tokenizer_config.json").is_file() else base
+
+
 def _load_sequence_classifier(base: str, *, quiet_missing_head: bool) -> Any:
     """Load a one-label sequence classifier in float32. With an adapter the score head comes from the
     adapter, so transformers' "score.weight MISSING / newly initialized" report is noise: silence it."""
@@ -203,8 +210,7 @@ class Scorer:
                 raise InputError(f"{path} is a LoRA adapter without a base model", field="base_model",
                                  fix="set base_model in codescaler.json")
             base = _resolve_checkpoint(base_name)
-        tok_source = path if (not local or (Path(path) / "tokenizer_config.json").is_file()) else base
-        tokenizer = AutoTokenizer.from_pretrained(tok_source)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(path, base))
         if meta is None:
             meta = default_metadata(tokenizer, model, input_format)
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

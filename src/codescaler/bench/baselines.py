@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from codescaler.errors import InputError
@@ -31,7 +30,7 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
 
     from codescaler.models import resolve_model
     from codescaler.rm_checkpoint import read_metadata
-    from codescaler.scorer import Scorer, _pick_dtype
+    from codescaler.scorer import Scorer, _pick_dtype, tokenizer_source
 
     meta = read_metadata(checkpoint)
     backbone = meta.base_model or meta.backbone
@@ -41,10 +40,8 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(backbone), num_labels=1,
                                                                dtype=torch.float32)
-    # The RM's own tokenizer (eos/pad exactly as it was trained with); a LoRA adapter checkpoint such as
-    # the shipped default RM carries none and uses its base model's, as Scorer.load does.
-    has_tokenizer = (Path(checkpoint) / "tokenizer_config.json").is_file() or not Path(checkpoint).exists()
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint if has_tokenizer else resolve_model(backbone))
+    # The RM's own tokenizer (eos/pad exactly as it was trained with), or its base's for an adapter.
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(checkpoint, resolve_model(backbone)))
     model.config.pad_token_id = tokenizer.pad_token_id
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     chosen = _pick_dtype(None, target, sum(p.numel() for p in model.parameters()))  # as the RM is scored
