@@ -57,6 +57,33 @@ def test_isolation_is_bubblewrap_where_user_namespaces_work():
     assert found.kind == "bwrap", found.detail
 
 
+@bwrap_only
+def test_an_interpreter_under_tmp_keeps_full_isolation():
+    """A virtualenv under /tmp (CI clones often live there) stays visible under the sandbox's private /tmp."""
+    import shutil
+    import tempfile
+
+    venv = Path(tempfile.mkdtemp(dir="/tmp", prefix="codescaler-venv-"))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(venv)], check=True)
+        code = textwrap.dedent(f"""
+            import sys
+            from codescaler import sandbox
+            from codescaler.records import Problem, Status, TestSuite
+            assert sys.prefix.startswith("/tmp/"), sys.prefix
+            problem = Problem("demo/add", "Add.", tests=TestSuite(functional={ADD_TESTS!r}), entry_point="add")
+            verdict = sandbox.run_candidate(problem, "c0", {GOOD!r})
+            print(sandbox.isolation().kind, verdict.status is Status.PASSED)
+        """)
+        site = [p for p in sys.path if p and os.path.isdir(p)]
+        done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(site)})
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["bwrap", "True"], done.stderr[-2000:]
+
+
 def test_degraded_mode_is_loud_and_still_judges_correctly(monkeypatch, caplog):
     from codescaler import sandbox_launch
 

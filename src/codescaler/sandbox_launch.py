@@ -135,6 +135,19 @@ def sys_path() -> list[str]:
     return [p for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != own]
 
 
+def _reexpose_python(masked: str) -> list[str]:
+    """bwrap arguments that bind the interpreter's paths under ``masked`` (a fresh tmpfs) read-only."""
+    argv: list[str] = []
+    for path in python_paths():
+        if path == masked or path.startswith(masked + "/"):
+            # bwrap would create the missing parents 0700, unreadable once we drop root.
+            parents = Path(path).relative_to(masked).parents
+            for parent in sorted(str(Path(masked) / p) for p in parents if str(p) != "."):
+                argv += ["--perms", "0755", "--dir", parent]
+            argv += ["--ro-bind", path, path]
+    return argv
+
+
 def bwrap_argv(bwrap: str, limits: Limits) -> list[str]:
     """The bubblewrap command line (without the program): see docs/sandbox.md for each choice."""
     argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
@@ -142,15 +155,11 @@ def bwrap_argv(bwrap: str, limits: Limits) -> list[str]:
         argv.append("--unshare-user")  # unprivileged: bwrap needs a user namespace to do the rest
     argv += ["--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
              "--perms", "1777", "--size", str(limits.file_size_mb * 4 << 20), "--tmpfs", "/tmp"]
+    # A checkout or virtualenv under /tmp (CI often clones there) must stay visible read-only under the
+    # private /tmp, as under a hidden home: otherwise the probe fails and execution degrades to rlimits.
+    argv += _reexpose_python("/tmp")
     for hidden in _hidden_dirs():
-        argv += ["--tmpfs", hidden]
-        for path in python_paths():
-            if path == hidden or path.startswith(hidden + "/"):
-                # bwrap would create the missing parents 0700, unreadable once we drop root.
-                parents = Path(path).relative_to(hidden).parents
-                for parent in sorted(str(Path(hidden) / p) for p in parents if str(p) != "."):
-                    argv += ["--perms", "0755", "--dir", parent]
-                argv += ["--ro-bind", path, path]
+        argv += ["--tmpfs", hidden, *_reexpose_python(hidden)]
     argv += ["--chdir", "/tmp", "--clearenv"]
     for key, value in _ENV.items():
         argv += ["--setenv", key, value]
