@@ -269,3 +269,40 @@ def test_accelerate_launch_trains_with_two_cpu_processes(tmp_path: Path, tiny_qw
     manifest = json.loads((out / "codescaler.json").read_text(encoding="utf-8"))["manifest"]
     assert manifest["train"]["world_size"] == 2
     assert manifest["heldout"]["eval_pairs"] == manifest["data"]["heldout_pairs"]  # gathered once, all ranks
+
+
+def test_init_from_continues_an_adapter_checkpoint_from_its_own_weights(tmp_path: Path, tiny_qwen3: Path,
+                                                                          pairs_file: Path) -> None:
+    first = tmp_path / "first"
+    assert main(["train", "--pairs", str(pairs_file), "--model", str(tiny_qwen3), "--lora", "--lora-r", "4",
+                 "--lora-layers", "1", "--max-length", "200", "--max-steps", "3", "--lr", "3e-3", "--batch-size", "4",
+                 "--stats-pairs", "0", "--eval-fraction", "0", "--output", str(first)]) == 0
+    probe = (["Write `f(x)`."] * 3, ["```python\ndef f(x):\n    return x\n```",
+                                     "```python\ndef f(x):\n    return [x]\n```", "```python\npass\n```"])
+    before = [s.raw_score for s in Scorer.load(str(first), dtype="float32").score(*probe)]
+    common = ["train", "--pairs", str(pairs_file), "--init-from", str(first), "--max-steps", "2", "--batch-size", "4",
+              "--stats-pairs", "0", "--eval-fraction", "0"]
+    # Learning rate 0: the continued model must score exactly like the checkpoint it started from
+    # (adapter AND score head loaded, not a fresh head), and keep the checkpoint's adapter shape and format.
+    assert main([*common, "--lr", "0", "--output", str(tmp_path / "frozen")]) == 0
+    frozen = [s.raw_score for s in Scorer.load(str(tmp_path / "frozen"), dtype="float32").score(*probe)]
+    assert frozen == pytest.approx(before, abs=1e-5)
+    config = json.loads((tmp_path / "frozen" / "adapter_config.json").read_text(encoding="utf-8"))
+    assert config["r"] == 4 and config["layers_to_transform"] == [1]
+    meta = json.loads((tmp_path / "frozen" / "codescaler.json").read_text(encoding="utf-8"))
+    assert meta["max_length"] == 200 and meta["base_model"] == str(tiny_qwen3.resolve()) and meta["lora"] is True
+    assert meta["manifest"]["train"]["init_from"]["path"] == str(first)
+    assert "--init-from" in meta["manifest"]["reproduce"] and "--model" not in meta["manifest"]["reproduce"]
+    # A real learning rate moves the scores away from the starting point.
+    assert main([*common, "--lr", "3e-3", "--output", str(tmp_path / "moved")]) == 0
+    moved = [s.raw_score for s in Scorer.load(str(tmp_path / "moved"), dtype="float32").score(*probe)]
+    assert moved != pytest.approx(before, abs=1e-4)
+
+
+def test_init_from_a_folder_without_codescaler_metadata_is_an_input_error(
+        tmp_path: Path, tiny_qwen3: Path, pairs_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--pairs", str(pairs_file), "--init-from", str(tiny_qwen3),
+                 "--output", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "has no codescaler.json" in err and "--model" in err
+    assert not (tmp_path / "x").exists()

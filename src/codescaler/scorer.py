@@ -55,7 +55,8 @@ def default_rm_path() -> Path:
     return Path(__file__).resolve().parent / "assets" / "default_rm"
 
 
-def _resolve_checkpoint(model: str) -> str:
+def resolve_checkpoint(model: str) -> str:
+    """``default`` -> the shipped RM folder; a short name, folder or hub id -> where it loads from."""
     from codescaler.models import resolve_model
 
     if model == DEFAULT_MODEL:
@@ -190,7 +191,7 @@ class Scorer:
         import torch
         from transformers import AutoTokenizer
 
-        path = _resolve_checkpoint(model)
+        path = resolve_checkpoint(model)
         local = Path(path).is_dir()
         meta = None
         if local and (Path(path) / METADATA_FILE).is_file():
@@ -209,7 +210,7 @@ class Scorer:
             if not base_name:
                 raise InputError(f"{path} is a LoRA adapter without a base model", field="base_model",
                                  fix="set base_model in codescaler.json")
-            base = _resolve_checkpoint(base_name)
+            base = resolve_checkpoint(base_name)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(path, base))
         if meta is None:
             meta = default_metadata(tokenizer, model, input_format)

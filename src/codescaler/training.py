@@ -40,9 +40,18 @@ from typing import Any
 from codescaler.data import file_sha256
 from codescaler.errors import InputError
 from codescaler.records import ExtractMode, Language
-from codescaler.rm_checkpoint import InputFormat, RMMetadata, encode_rm_input, write_metadata
+from codescaler.rm_checkpoint import (
+    METADATA_FILE,
+    InputFormat,
+    RMMetadata,
+    encode_rm_input,
+    read_metadata,
+    write_metadata,
+)
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 1024
 
 REQUIRED_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -58,7 +67,7 @@ class TrainSettings:
     eval_fraction: float = 0.1
     extract_mode: ExtractMode = ExtractMode.STRICT
     input_format: InputFormat | None = None   # None: chat_template when the tokenizer has one, else plain
-    max_length: int = 1024
+    max_length: int | None = None              # None: the --init-from checkpoint's, else 1024
     margin_scale: float = 0.0
     lora: bool = False
     lora_r: int = 16
@@ -68,6 +77,7 @@ class TrainSettings:
     eval_max_pairs: int = 0                    # >0: a seeded sample of the held-out pairs (faster evaluation)
     merge: bool = False
     resume: bool = False
+    init_from: str | None = None               # a codescaler RM checkpoint (or "default") to continue
     stats_pairs: int = 256                     # training pairs scored for score_mean/std (0: skip)
     command: str = ""                          # the command line, recorded in the manifest
 
@@ -291,7 +301,7 @@ def load_backbone(name: str, settings: TrainSettings) -> tuple[Any, Any, RMMetad
     if fmt is InputFormat.CHAT_TEMPLATE and not getattr(tokenizer, "chat_template", None):
         raise InputError(f"{name!r}: the tokenizer has no chat template", field="input_format",
                          fix="use --input-format plain")
-    max_length = settings.max_length
+    max_length = settings.max_length or DEFAULT_MAX_LENGTH
     positions = getattr(model.config, "max_position_embeddings", None)
     if isinstance(positions, int) and max_length > positions:
         logger.warning("max_length %d exceeds the model's %d positions; using %d", max_length, positions, positions)
@@ -322,6 +332,56 @@ def _choose_pad_token(tokenizer: Any, name: str) -> None:
             return
     raise InputError(f"{name!r}: the pad token is missing or equal to EOS and no other special token can pad",
                      field="model", fix="save the tokenizer with a pad token different from EOS")
+
+
+def load_warm_start(settings: TrainSettings) -> tuple[Any, Any, RMMetadata, TrainSettings, dict[str, Any]]:
+    """Load the RM named by ``settings.init_from`` to continue training it (a fresh optimizer and schedule).
+
+    A LoRA checkpoint (the shipped default RM is one) is loaded on its base model with its adapter and
+    score head trainable; the adapter's own shape (r, alpha, layers) is kept, so the result is again an
+    adapter over the same base. A full-weight checkpoint loads like ``--model PATH``. The input format
+    and, unless given, max length come from the checkpoint, so train and score time stay identical.
+    Returns the model, tokenizer, metadata, the settings actually used, and provenance for the manifest.
+    """
+    from codescaler.scorer import resolve_checkpoint
+
+    assert settings.init_from is not None
+    path = Path(resolve_checkpoint(settings.init_from))
+    if not (path / METADATA_FILE).is_file():
+        raise InputError(f"--init-from {settings.init_from!r}: {path} has no {METADATA_FILE}, so its input format "
+                         "is unknown", path=str(path), field="init_from",
+                         fix="pass a checkpoint written by `codescaler train` (or `default`); to start from a "
+                         "plain backbone use --model")
+    init_meta = read_metadata(path)
+    if settings.input_format is not None and settings.input_format is not init_meta.input_format:
+        raise InputError(f"--init-from {settings.init_from!r} was trained with input format "
+                         f"{init_meta.input_format.value!r}, not {settings.input_format.value!r}",
+                         field="input_format", fix="drop --input-format")
+    used = replace(settings, input_format=init_meta.input_format,
+                   max_length=settings.max_length or init_meta.max_length)
+    adapter = (path / "adapter_config.json").is_file()
+    if adapter:
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        base = init_meta.base_model or config.get("base_model_name_or_path")
+        if not base:
+            raise InputError(f"{path} is a LoRA adapter without a base model", field="base_model",
+                             fix="set base_model in its codescaler.json")
+        if settings.merge:
+            raise InputError("--merge with an adapter --init-from is not supported", field="merge",
+                             fix="train without --merge, then load the adapter with Scorer (it merges on load)")
+        used = replace(used, lora=True)
+        model, tokenizer, meta = load_backbone(base, used)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(path), is_trainable=True)
+    else:
+        model, tokenizer, meta = load_backbone(str(path), used)
+    previous = init_meta.manifest or {}
+    provenance = {"checkpoint": settings.init_from, "path": str(path), "adapter": adapter,
+                  "reproduce": previous.get("reproduce"),
+                  "global_step": (previous.get("train") or {}).get("global_step"),
+                  "pairs_sha256": (previous.get("data") or {}).get("pairs_sha256")}
+    return model, tokenizer, meta, used, provenance
 
 
 def _lora_config(settings: TrainSettings, model: Any) -> Any:
@@ -380,7 +440,11 @@ def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
     if 0 < settings.eval_max_pairs < len(held_examples):
         held_examples = random.Random(config.seed).sample(held_examples, settings.eval_max_pairs)
     set_seed(config.seed)  # before loading: the fresh score head is random
-    model, tokenizer, meta = load_backbone(settings.model, settings)
+    warm_start: dict[str, Any] | None = None
+    if settings.init_from:
+        model, tokenizer, meta, settings, warm_start = load_warm_start(settings)
+    else:
+        model, tokenizer, meta = load_backbone(settings.model, settings)
     train_ds = encode_pairs(train_examples, tokenizer, meta, settings.margin_scale)
     eval_ds = encode_pairs(held_examples, tokenizer, meta, settings.margin_scale) if held_examples else None
     if eval_ds is None:
@@ -389,7 +453,7 @@ def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
     trainer = RewardTrainer(
         model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         compute_metrics=pairwise_metrics, preprocess_logits_for_metrics=chosen_minus_rejected,
-        peft_config=_lora_config(settings, model) if settings.lora else None,
+        peft_config=_lora_config(settings, model) if settings.lora and not _is_peft(model) else None,
     )
     train_output = trainer.train(resume_from_checkpoint=resume_from)
     heldout = trainer.evaluate() if eval_ds is not None else {}
@@ -411,7 +475,7 @@ def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
         "heldout": {k: v for k, v in heldout.items() if isinstance(v, int | float)},
         "train": {"global_step": train_output.global_step, "train_loss": train_output.training_loss,
                   "seconds": round(time.monotonic() - started, 1), "world_size": config.world_size,
-                  "resumed_from": resume_from},
+                  "resumed_from": resume_from, "init_from": warm_start},
         "score_statistics": stats,
         "versions": _versions(),
         "reproduce": settings.command,
@@ -421,6 +485,12 @@ def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
     logger.info("saved reward model to %s (held-out accuracy %s)", output,
                 heldout.get("eval_pairwise_accuracy", "n/a"))
     return TrainResult(output, meta, heldout)
+
+
+def _is_peft(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
 
 
 def _save_model(trainer: Any, output: Path, settings: TrainSettings) -> None:

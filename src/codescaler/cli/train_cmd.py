@@ -35,7 +35,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--extract-mode", choices=["strict", "lenient"], default="strict")
     p.add_argument("--input-format", choices=["chat_template", "plain"], default=None,
                    help="default: chat_template when the tokenizer has one, else plain")
-    p.add_argument("--max-length", type=int, default=1024, help="tokens per input (default: %(default)s)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per input (default: the --init-from checkpoint's, else 1024)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="continue training a codescaler RM checkpoint (a folder, or `default` for the shipped "
+                   "RM) on --pairs with a fresh optimizer; a LoRA checkpoint keeps its adapter shape and base, "
+                   "and the input format comes from the checkpoint (--model is then ignored)")
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter (+ the score head)")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-alpha", type=int, default=32)
@@ -82,6 +87,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
     for key, value in sorted(vars(args).items()):
         if key in ("func", "verb", "verbose", "resume") or value is None or value is False:
             continue
+        if key == "model" and args.init_from:
+            continue  # the checkpoint names its own base
         if key == "eval_fraction" and args.eval_pairs is not None:
             continue  # mutually exclusive with --eval-pairs
         flag = "--" + key.replace("_", "-")
@@ -100,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     for value, flag in ((args.batch_size, "--batch-size"), (args.grad_accum, "--grad-accum"),
                         (args.epochs, "--epochs"), (args.lora_r, "--lora-r")):
         _positive(value, flag)
+    if args.max_length is not None:
+        _positive(args.max_length, "--max-length")
     if args.lora_layers < 0 or args.eval_max_pairs < 0:
         raise InputError("--lora-layers and --eval-max-pairs must be >= 0", field="--lora-layers")
     if args.lora_layers and not args.lora:
@@ -138,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         input_format=InputFormat(args.input_format) if args.input_format else None,
         max_length=args.max_length, margin_scale=args.margin_scale, lora=args.lora, lora_r=args.lora_r,
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_layers=args.lora_layers,
-        eval_max_pairs=args.eval_max_pairs, merge=args.merge, resume=args.resume, stats_pairs=args.stats_pairs,
+        eval_max_pairs=args.eval_max_pairs, merge=args.merge, resume=args.resume, init_from=args.init_from,
+        stats_pairs=args.stats_pairs,
         command=reproduce_command(args),
     )
     result = train_reward_model(settings, config)
