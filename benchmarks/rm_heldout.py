@@ -61,13 +61,13 @@ def load_set(name: str, work: Path) -> tuple[str, Any]:
 
 def make_scorer(spec: str) -> Any:
     from codescaler.bench import baselines
-    from codescaler.scorer import Scorer, _resolve_checkpoint
+    from codescaler.scorer import Scorer, resolve_checkpoint
 
     kind, _, arg = spec.partition(":")
     if kind == "rm":
         return Scorer.load(arg)
     if kind == "untrained":
-        return baselines.untrained_backbone(_resolve_checkpoint(arg))
+        return baselines.untrained_backbone(resolve_checkpoint(arg))
     if kind == "logprob":
         return baselines.LogProbScorer(arg or baselines.LOGPROB_MODEL)
     raise SystemExit(f"unknown scorer {spec!r}: use rm:PATH, untrained:PATH or logprob[:MODEL]")
