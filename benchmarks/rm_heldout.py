@@ -1,7 +1,7 @@
 """Held-out pairwise accuracy of reward models next to the no-training baselines, on real public data.
 
     python benchmarks/rm_heldout.py --scorers rm:default logprob untrained:default \
-        [--sets codex hep-python rm-bench] [--output-dir runs/rm-heldout] [--limit N]
+        [--sets codex hep-python rm-bench] [--output-dir runs/rm-heldout] [--limit N] [--extract-mode lenient]
 
 Sets (none is seen by any training step; all are HumanEval-derived or RM-Bench, i.e. evaluation only):
 - ``codex``: Codex HumanEval Python samples, a passing vs a failing real sample of the same problem, at
@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     parser.add_argument("--output-dir", type=Path, default=ROOT / "runs" / "rm-heldout")
     parser.add_argument("--limit", type=int, default=None, help="first N items per set (quick checks)")
+    parser.add_argument("--rm-bench-languages", nargs="+", default=None, metavar="LANG",
+                        help="score only these RM-Bench languages (e.g. python: 27 of its 228 prompts)")
+    parser.add_argument("--extract-mode", choices=["strict", "lenient"], default="strict",
+                        help="how code is read from RM-Bench's raw responses (the pair sets hold code already); "
+                        "results of lenient runs are saved under their own names")
     args = parser.parse_args(argv)
     from codescaler.bench import pairwise
     from codescaler.records import ExtractMode
@@ -102,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.scorers:
         todo = []
         for name in args.sets:
-            path = out / f"{spec.replace(':', '_').replace('/', '_')}.{name}.json"
+            suffix = ".lenient" if args.extract_mode == "lenient" and name == "rm-bench" else ""
+            suffix += f".first{args.limit}" if args.limit else ""  # never reuse a partial run as a full one
+            if name == "rm-bench" and args.rm_bench_languages:
+                suffix += "." + "-".join(sorted(args.rm_bench_languages))
+            path = out / f"{spec.replace(':', '_').replace('/', '_')}.{name}{suffix}.json"
             if path.is_file():
                 results[(spec, name)] = json.loads(path.read_text(encoding="utf-8"))
             else:
@@ -112,14 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         scorer = make_scorer(spec)
         for name, path in todo:
             kind, items = load_set(name, out)
+            if kind == "rm-bench" and args.rm_bench_languages:
+                items = [item for item in items if item.group in args.rm_bench_languages]
             items = items[: args.limit] if args.limit else items
             evaluate = pairwise.evaluate_pairs if kind == "pairs" else pairwise.evaluate_rm_bench
             started = time.monotonic()
             result = evaluate(items, scorer.score_codes, input_mode="code" if kind == "pairs" else "response",
-                              extract_mode=ExtractMode.STRICT)
+                              extract_mode=ExtractMode(args.extract_mode))
             result["seconds"] = round(time.monotonic() - started, 1)
             result["scorer"] = spec
             result["set"] = name
+            result["extract_mode"] = args.extract_mode
+            result["limit"] = args.limit
+            if name == "rm-bench":
+                result["languages"] = args.rm_bench_languages or "all"
             write_json(path, result)
             results[(spec, name)] = result
             print(f"{spec} on {name}: {headline(result)} ({result['seconds']} s)", flush=True)
