@@ -56,6 +56,10 @@ def test_bon_report_writes_json_markdown_and_two_valid_pngs(tmp_path: Path) -> N
     assert "| strategy | problems | N=2 | N=4 | N=8 |" in md
     hybrid_line = next(line for line in md.split("\n") if line.startswith("| hybrid | 4 (1 skipped) |"))
     assert hybrid_line.count("±") == 3
+    # hybrid ran on 4 of 5 problems: its floor and ceiling on those 4 are shown beside it.
+    assert row["random_same_problems"] is not None and row["oracle_same_problems"] >= row["pass_at_1"]
+    assert "next to random and oracle on the same problems" in md
+    assert f"| tests | 4 | 4 | {row['pass_at_1']:.1f} | {row['random_same_problems']:.1f} |" in md
     for name in ("pass_at_n.png", "frontier.png"):
         width, height = _png_size(paths[name])
         assert width > 200 and height > 200

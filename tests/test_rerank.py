@@ -150,6 +150,9 @@ def test_problems_without_visible_tests_are_skipped_and_counted() -> None:
                                                                                         Strategy.RANDOM), seeds=2))
     assert (tests.n_problems, tests.n_skipped, tests.pass_at_1) == (1, 1, 1.0)
     assert (rand.n_problems, rand.n_skipped, rand.pass_at_1) == (2, 0, pytest.approx(0.25))
+    # The fair floor and ceiling of `tests` are random and oracle on ITS problem ("a"), not on both.
+    assert (tests.random_same_problems, tests.oracle_same_problems) == (pytest.approx(0.5), 1.0)
+    assert rand.random_same_problems is None and rand.oracle_same_problems is None
     with pytest.raises(InputError, match="none of the 1 problems has visible tests"):
         evaluate([without], Settings(n_values=(2,), strategies=(Strategy.TESTS,), seeds=1))
 

@@ -71,7 +71,13 @@ def result_row(result: StrategyResult) -> dict[str, Any]:
         "scored_per_problem": result.scored_per_problem,
         "executed_per_problem": result.executed_per_problem,
         "per_seed": [round(100.0 * x, 3) for x in result.per_seed],
+        "random_same_problems": _percent(result.random_same_problems),
+        "oracle_same_problems": _percent(result.oracle_same_problems),
     }
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100.0 * value, 3)
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -119,6 +125,13 @@ def render_markdown(rows: Sequence[dict[str, Any]], hardware: str, meta: dict[st
             r = cell.get((strategy, n))
             values.append(f"{r['pass_at_1']:.1f} ± {r['std']:.1f}" if r else "–")
         out.append(f"| {strategy} | {used} | " + " | ".join(values) + " |")
+    partial = [r for r in rows if r.get("random_same_problems") is not None]
+    if partial:
+        out += ["", "Strategies that skipped problems, next to random and oracle on the same problems and draws:",
+                "", "| strategy | N | problems | pass@1 | random | oracle |", "|---|---|---|---|---|---|"]
+        for r in partial:
+            out.append(f"| {r['strategy']} | {r['n']} | {r['n_problems']} | {r['pass_at_1']:.1f} | "
+                       f"{r['random_same_problems']:.1f} | {r['oracle_same_problems']:.1f} |")
     out += ["", "Cost per problem (seconds; model = RM scoring and test generation, exec = test execution "
             "wall clock; candidates scored / executed):", "",
             "| strategy | N | total s | model s | exec s (wall) | exec s (CPU) | scored | executed |",

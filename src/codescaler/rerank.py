@@ -24,7 +24,9 @@ Contract
   ``oracle``: 1 if any of the N is correct.
 - Problems a strategy cannot handle (no visible tests for tests/tests+rm/hybrid, no generated tests for
   generated-tests) are skipped and counted in ``n_skipped``; if every problem would be skipped the
-  strategy raises ``InputError``. ``n_problems`` is the denominator actually used.
+  strategy raises ``InputError``. ``n_problems`` is the denominator actually used; a strategy that
+  skipped problems also reports random and oracle on the same problems and draws
+  (``random_same_problems``, ``oracle_same_problems``), its fair floor and ceiling.
 - Cost per problem, from per-candidate inputs: model seconds = RM scoring time of the candidates the
   strategy scored (plus the pool's test-generation time for generated-tests); execution seconds (wall
   and CPU) = execution time of the candidates it ran (all N for tests and tests+rm, top-k for hybrid,
@@ -133,6 +135,10 @@ class StrategyResult:
     exec_cpu_seconds_per_problem: float
     scored_per_problem: float
     executed_per_problem: float
+    # When the strategy skipped problems: random and oracle on the SAME problems and draws (else None),
+    # so that its accuracy is compared with the floor and ceiling of the problems it actually ran on.
+    random_same_problems: float | None = None
+    oracle_same_problems: float | None = None
 
     @property
     def seconds_per_problem(self) -> float:
@@ -280,6 +286,7 @@ def _evaluate_one(strategy: Strategy, n: int, used: Sequence[Pool], skipped: int
                   settings: Settings) -> StrategyResult:
     per_seed: list[float] = []
     totals = [0.0] * 6  # model, wall, cpu, scored, executed, drawn
+    floor = ceiling = 0.0
     for offset in range(settings.seeds):
         seed = settings.base_seed + offset
         hits = 0.0
@@ -287,6 +294,9 @@ def _evaluate_one(strategy: Strategy, n: int, used: Sequence[Pool], skipped: int
             cands = draw(pool, n, seed)
             sel = select(strategy, cands, top_k=settings.top_k, generation_seconds=pool.generation_seconds)
             hits += sel.expected_correct
+            if skipped:
+                floor += _mean_correct(cands)
+                ceiling += float(any(c.correct for c in cands))
             for i, value in enumerate((sel.model_seconds, sel.exec_wall_seconds, sel.exec_cpu_seconds,
                                        sel.scored, sel.executed, len(cands))):
                 totals[i] += value
@@ -299,6 +309,8 @@ def _evaluate_one(strategy: Strategy, n: int, used: Sequence[Pool], skipped: int
         n_problems=len(used), n_skipped=skipped, n_short=sum(1 for p in used if len(p.candidates) < n),
         mean_drawn=drawn, model_seconds_per_problem=model, exec_seconds_per_problem=wall,
         exec_cpu_seconds_per_problem=cpu, scored_per_problem=scored, executed_per_problem=executed,
+        random_same_problems=floor / count if skipped else None,
+        oracle_same_problems=ceiling / count if skipped else None,
     )
 
 
