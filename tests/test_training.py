@@ -292,6 +292,7 @@ def test_init_from_continues_an_adapter_checkpoint_from_its_own_weights(tmp_path
     meta = json.loads((tmp_path / "frozen" / "codescaler.json").read_text(encoding="utf-8"))
     assert meta["max_length"] == 200 and meta["base_model"] == str(tiny_qwen3.resolve()) and meta["lora"] is True
     assert meta["manifest"]["train"]["init_from"]["path"] == str(first)
+    assert len(meta["manifest"]["train"]["init_from"]["weights_sha256"]) == 64  # the exact starting weights
     assert "--init-from" in meta["manifest"]["reproduce"] and "--model" not in meta["manifest"]["reproduce"]
     # A real learning rate moves the scores away from the starting point.
     assert main([*common, "--lr", "3e-3", "--output", str(tmp_path / "moved")]) == 0

@@ -377,7 +377,10 @@ def load_warm_start(settings: TrainSettings) -> tuple[Any, Any, RMMetadata, Trai
     else:
         model, tokenizer, meta = load_backbone(str(path), used)
     previous = init_meta.manifest or {}
+    weights = next((path / name for name in ("adapter_model.safetensors", "model.safetensors")
+                    if (path / name).is_file()), None)
     provenance = {"checkpoint": settings.init_from, "path": str(path), "adapter": adapter,
+                  "weights_sha256": file_sha256(weights) if weights else None,
                   "reproduce": previous.get("reproduce"),
                   "global_step": (previous.get("train") or {}).get("global_step"),
                   "pairs_sha256": (previous.get("data") or {}).get("pairs_sha256")}
