@@ -94,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N items per set (quick checks)")
     parser.add_argument("--rm-bench-languages", nargs="+", default=None, metavar="LANG",
                         help="score only these RM-Bench languages (e.g. python: 27 of its 228 prompts)")
-    parser.add_argument("--extract-mode", choices=["strict", "lenient"], default="strict",
-                        help="how code is read from RM-Bench's raw responses (the pair sets hold code already); "
-                        "results of lenient runs are saved under their own names")
+    parser.add_argument("--extract-mode", choices=["none", "strict", "lenient"], default="none",
+                        help="RM-Bench: none = each raw response is the assistant turn (default); strict or "
+                        "lenient = only the code extracted from it, no code = a loss (the pair sets hold code "
+                        "already); runs with extraction are saved under their own names")
     args = parser.parse_args(argv)
     from codescaler.bench import pairwise
     from codescaler.records import ExtractMode
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.scorers:
         todo = []
         for name in args.sets:
-            suffix = ".lenient" if args.extract_mode == "lenient" and name == "rm-bench" else ""
+            suffix = f".{args.extract_mode}" if args.extract_mode != "none" and name == "rm-bench" else ""
             suffix += f".first{args.limit}" if args.limit else ""  # never reuse a partial run as a full one
             if name == "rm-bench" and args.rm_bench_languages:
                 suffix += "." + "-".join(sorted(args.rm_bench_languages))
@@ -126,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             items = items[: args.limit] if args.limit else items
             evaluate = pairwise.evaluate_pairs if kind == "pairs" else pairwise.evaluate_rm_bench
             started = time.monotonic()
-            result = evaluate(items, scorer.score_codes, input_mode="code" if kind == "pairs" else "response",
-                              extract_mode=ExtractMode(args.extract_mode))
+            raw = kind == "rm-bench" and args.extract_mode == "none"
+            result = evaluate(items, scorer.score_codes, input_mode="response" if raw else "code",
+                              extract_mode=ExtractMode("strict" if args.extract_mode == "none" else args.extract_mode))
             result["seconds"] = round(time.monotonic() - started, 1)
             result["scorer"] = spec
             result["set"] = name
