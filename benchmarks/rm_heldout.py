@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     from codescaler.bench import pairwise
     from codescaler.records import ExtractMode
 
+    # Pair sets hold code: "none" reads them with the strict rule, as before the flag existed.
+    extract_mode = ExtractMode.STRICT if args.extract_mode == "none" else ExtractMode(args.extract_mode)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], dict[str, Any]] = {}
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             raw = kind == "rm-bench" and args.extract_mode == "none"
             result = evaluate(items, scorer.score_codes, input_mode="response" if raw else "code",
-                              extract_mode=ExtractMode("strict" if args.extract_mode == "none" else args.extract_mode))
+                              extract_mode=extract_mode)
             result["seconds"] = round(time.monotonic() - started, 1)
             result["scorer"] = spec
             result["set"] = name

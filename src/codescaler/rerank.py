@@ -295,8 +295,8 @@ def _evaluate_one(strategy: Strategy, n: int, used: Sequence[Pool], skipped: int
             sel = select(strategy, cands, top_k=settings.top_k, generation_seconds=pool.generation_seconds)
             hits += sel.expected_correct
             if skipped:
-                floor += _mean_correct(cands)
-                ceiling += float(any(c.correct for c in cands))
+                floor += select(Strategy.RANDOM, cands).expected_correct
+                ceiling += select(Strategy.ORACLE, cands).expected_correct
             for i, value in enumerate((sel.model_seconds, sel.exec_wall_seconds, sel.exec_cpu_seconds,
                                        sel.scored, sel.executed, len(cands))):
                 totals[i] += value

@@ -177,6 +177,17 @@ def read_metadata(directory: str | os.PathLike[str]) -> RMMetadata:
     return RMMetadata.from_dict(data, path=str(path))
 
 
+def adapter_base_model(directory: str | os.PathLike[str], meta: RMMetadata | None) -> str:
+    """The base model a LoRA adapter folder is applied to: codescaler.json's ``base_model``, else peft's
+    ``base_model_name_or_path``. Raises ``InputError`` when neither names one."""
+    config = json.loads((Path(directory) / "adapter_config.json").read_text(encoding="utf-8"))
+    base = (meta.base_model if meta else None) or config.get("base_model_name_or_path")
+    if not base:
+        raise InputError(f"{directory} is a LoRA adapter without a base model", field="base_model",
+                         fix="set base_model in codescaler.json")
+    return str(base)
+
+
 def default_metadata(tokenizer: Any, backbone: str, input_format: InputFormat | str | None = None) -> RMMetadata:
     """Metadata for a plain HF reward model without ``codescaler.json`` (e.g. Skywork-Reward-V2).
 

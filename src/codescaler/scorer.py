@@ -25,7 +25,6 @@ Contract and decisions
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from codescaler.rm_checkpoint import (
     METADATA_FILE,
     InputFormat,
     RMMetadata,
+    adapter_base_model,
     default_metadata,
     encode_rm_input,
     read_metadata,
@@ -204,13 +204,7 @@ class Scorer:
         adapter = local and (Path(path) / "adapter_config.json").is_file()
         base = path
         if adapter:
-            config = json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))
-            base_name = (meta.base_model if meta and meta.base_model else None) or config.get(
-                "base_model_name_or_path")
-            if not base_name:
-                raise InputError(f"{path} is a LoRA adapter without a base model", field="base_model",
-                                 fix="set base_model in codescaler.json")
-            base = resolve_checkpoint(base_name)
+            base = resolve_checkpoint(adapter_base_model(path, meta))
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(path, base))
         if meta is None:
             meta = default_metadata(tokenizer, model, input_format)

@@ -44,6 +44,7 @@ from codescaler.rm_checkpoint import (
     METADATA_FILE,
     InputFormat,
     RMMetadata,
+    adapter_base_model,
     encode_rm_input,
     read_metadata,
     write_metadata,
@@ -361,11 +362,7 @@ def load_warm_start(settings: TrainSettings) -> tuple[Any, Any, RMMetadata, Trai
                    max_length=settings.max_length or init_meta.max_length)
     adapter = (path / "adapter_config.json").is_file()
     if adapter:
-        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        base = init_meta.base_model or config.get("base_model_name_or_path")
-        if not base:
-            raise InputError(f"{path} is a LoRA adapter without a base model", field="base_model",
-                             fix="set base_model in its codescaler.json")
+        base = adapter_base_model(path, init_meta)
         if settings.merge:
             raise InputError("--merge with an adapter --init-from is not supported", field="merge",
                              fix="train without --merge, then load the adapter with Scorer (it merges on load)")
