@@ -52,7 +52,8 @@ def test_bon_computes_truth_scores_and_visible_runs_then_resumes_from_its_cache(
         inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
-    assert _bon(inputs, out, "--strategies", "random", "oracle", "rm", "tests", "hybrid", "tests+rm") == 0
+    assert _bon(inputs, out, "--strategies", "random", "oracle", "rm", "tests", "hybrid", "cascade",
+                "tests+rm") == 0
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
     rows = {(r["strategy"], r["n"]): r for r in doc["results"]}
     # N=6 draws the whole pool: s0 and s5 (the variants list wraps around) are the correct ones
@@ -62,6 +63,9 @@ def test_bon_computes_truth_scores_and_visible_runs_then_resumes_from_its_cache(
     assert rows[("tests", 6)]["pass_at_1"] == pytest.approx(100 * 2 / 3, abs=1e-3)
     assert (rows[("tests", 6)]["n_problems"], rows[("tests", 6)]["n_skipped"]) == (2, 1)
     assert rows[("hybrid", 6)]["executed_per_problem"] == 3.0
+    # cascade: in RM order until one passes both examples (s0, s2 or s5 of the 6): 1 to 4 runs
+    assert 1.0 <= rows[("cascade", 6)]["executed_per_problem"] <= 4.0
+    assert rows[("cascade", 6)]["pass_at_1"] in (0.0, 50.0, 100.0)  # per problem: s2 is wrong, s0/s5 right
     assert rows[("rm", 6)]["model_seconds_per_problem"] > 0
     assert "torch device: cpu" in doc["hardware"]
     assert len((out / "truth.jsonl").read_text().strip().split("\n")) == 18
@@ -76,7 +80,8 @@ def test_bon_computes_truth_scores_and_visible_runs_then_resumes_from_its_cache(
     text = truth.read_text()
     truth.write_text(text[: text.rstrip("\n").rfind("\n") + 1] + '{"task_id": "toy/2", "cand')
     capsys.readouterr()
-    assert _bon(inputs, out, "--strategies", "random", "oracle", "rm", "tests", "hybrid", "tests+rm") == 0
+    assert _bon(inputs, out, "--strategies", "random", "oracle", "rm", "tests", "hybrid", "cascade",
+                "tests+rm") == 0
     assert len(truth.read_text().strip().split("\n")) == 18
     again = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert [r["pass_at_1"] for r in again["results"]] == [r["pass_at_1"] for r in doc["results"]]

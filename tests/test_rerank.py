@@ -11,8 +11,10 @@ from codescaler.rerank import CandidateSignals, Pool, Settings, Strategy, draw, 
 
 
 def cand(i: int, correct: bool, reward: float | None = None, visible: int | None = None,
-         generated: set[str] | None = None, model_s: float = 0.0, exec_s: float = 0.0) -> CandidateSignals:
+         generated: set[str] | None = None, model_s: float = 0.0, exec_s: float = 0.0,
+         all_visible: bool | None = None) -> CandidateSignals:
     return CandidateSignals(candidate_id=f"c{i}", correct=correct, reward=reward, visible_passed=visible,
+                            visible_all=all_visible,
                             generated_passed=frozenset(generated) if generated is not None else None,
                             model_seconds=model_s, exec_wall_seconds=exec_s, exec_cpu_seconds=exec_s / 2,
                             generated_wall_seconds=10 * exec_s, generated_cpu_seconds=5 * exec_s)
@@ -59,6 +61,49 @@ def test_hybrid_executes_only_the_top_k_by_reward_and_reports_that_cost() -> Non
     assert k3.expected_correct == 1.0
     assert k3.executed == 3 and k3.exec_wall_seconds == pytest.approx(0.7)
     assert select(Strategy.HYBRID, cands, top_k=10).executed == 4
+
+
+def test_cascade_stops_at_the_first_candidate_in_rm_order_that_passes_all_visible_tests() -> None:
+    cands = [cand(0, True, reward=1, visible=2, all_visible=True, exec_s=0.8),
+             cand(1, False, reward=5, visible=1, all_visible=False, exec_s=0.1),
+             cand(2, False, reward=3, visible=2, all_visible=True, exec_s=0.2),   # passes the examples only
+             cand(3, True, reward=4, visible=0, all_visible=False, exec_s=0.4)]
+    sel = select(Strategy.CASCADE, cands)
+    # RM order c1 (fails), c3 (fails), c2 (passes all: taken, although it is wrong)
+    assert (sel.expected_correct, sel.tied, sel.scored, sel.executed) == (0.0, 1, 4, 3)
+    assert sel.exec_wall_seconds == pytest.approx(0.7)
+    # the same pick as hybrid with top_k = the executions cascade needed, at no higher cost
+    hybrid = select(Strategy.HYBRID, cands, top_k=3)
+    assert (hybrid.expected_correct, hybrid.executed) == (sel.expected_correct, sel.executed)
+
+
+def test_cascade_cap_falls_back_to_most_passed_then_reward_over_what_ran() -> None:
+    cands = [cand(0, False, reward=5, visible=1, all_visible=False, exec_s=0.1),
+             cand(1, True, reward=4, visible=2, all_visible=False, exec_s=0.1),
+             cand(2, False, reward=3, visible=2, all_visible=False, exec_s=0.1),
+             cand(3, True, reward=2, visible=3, all_visible=True, exec_s=0.1)]
+    capped = select(Strategy.CASCADE, cands, cascade_max=3)
+    assert (capped.expected_correct, capped.executed) == (1.0, 3)  # c1: 2 passed, higher reward than c2
+    # nobody passes all within the cap: c0..c2 ran, c1 and c2 tie on tests, the reward picks c1
+    uncapped = select(Strategy.CASCADE, cands)
+    assert (uncapped.expected_correct, uncapped.executed) == (1.0, 4)  # c3 passes all
+    assert uncapped.expected_correct == select(Strategy.TESTS_RM, cands).expected_correct
+    with pytest.raises(InputError, match="cascade_max"):
+        select(Strategy.CASCADE, cands, cascade_max=0)
+    with pytest.raises(InputError, match="c0.*all visible tests"):
+        select(Strategy.CASCADE, [cand(0, True, reward=1.0, visible=1)])
+
+
+def test_cascade_costs_adapt_per_problem_in_evaluate() -> None:
+    easy = Pool("easy", tuple(cand(i, True, reward=10 - i, visible=1, all_visible=True, exec_s=0.5)
+                              for i in range(4)), has_visible_tests=True)
+    hard = Pool("hard", tuple(cand(i, False, reward=10 - i, visible=0, all_visible=False, exec_s=0.5)
+                              for i in range(4)), has_visible_tests=True)
+    settings = Settings(n_values=(4,), strategies=(Strategy.CASCADE,), seeds=3, cascade_max=3)
+    (res,) = evaluate([easy, hard], settings)
+    assert res.executed_per_problem == pytest.approx((1 + 3) / 2)
+    assert res.exec_seconds_per_problem == pytest.approx(0.5 * 2)
+    assert res.pass_at_1 == pytest.approx(0.5)
 
 
 def test_generated_tests_pick_the_cluster_with_most_candidates_times_tests() -> None:

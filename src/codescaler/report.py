@@ -112,7 +112,7 @@ def render_markdown(rows: Sequence[dict[str, Any]], hardware: str, meta: dict[st
                f"{f', {seeds} seeds' if seeds else ''}, mean ± std across seeds; ties count as the expected "
                "value over the tied candidates.")
     out += ["", f"Hardware: {hardware}", ""]
-    for key in ("problems", "candidates", "model", "top_k", "command"):
+    for key in ("problems", "candidates", "model", "top_k", "cascade_max", "command"):
         if meta.get(key) is not None:
             out.append(f"- {key}: `{meta[key]}`")
     out += ["", "| strategy | problems | " + " | ".join(f"N={n}" for n in ns) + " |",

@@ -18,7 +18,12 @@ Contract
   ``rm``: highest shaped reward. ``tests``: most visible tests passed. ``tests+rm``: among those with
   the most visible tests passed, highest reward. ``hybrid``: the ``top_k`` highest-reward candidates
   (ties at the cut broken by draw order, which is random per seed) are executed on the visible tests;
-  most passed wins, reward breaks ties. ``generated-tests``: CodeT dual agreement: candidates are grouped
+  most passed wins, reward breaks ties. ``cascade``: the same RM ranking, but candidates are executed
+  one at a time in that order and the first that passes ALL visible tests is taken, so the cost adapts
+  to the problem; at most ``cascade_max`` are run (None: up to N), and when none of those passes all,
+  the pick is hybrid's over the executed ones (most passed, reward breaks ties). With ``top_k`` equal
+  to the cap, ``cascade`` picks what ``hybrid`` picks (the highest-reward candidate passing all is the
+  first one met; exact reward ties aside) while executing no more; uncapped, what ``tests+rm`` picks. ``generated-tests``: CodeT dual agreement: candidates are grouped
   by the exact set of generated tests they pass; a group scores (#candidates) x (#tests in the set);
   the tied set is every candidate of the best-scoring groups. ``random``: mean correctness of the N.
   ``oracle``: 1 if any of the N is correct.
@@ -30,7 +35,8 @@ Contract
 - Cost per problem, from per-candidate inputs: model seconds = RM scoring time of the candidates the
   strategy scored (plus the pool's test-generation time for generated-tests); execution seconds (wall
   and CPU) = execution time of the candidates it ran (all N for tests and tests+rm, top-k for hybrid,
-  all N on the generated tests for generated-tests); random and oracle cost nothing.
+  those run before stopping for cascade, all N on the generated tests for generated-tests); random and
+  oracle cost nothing.
 """
 
 from __future__ import annotations
@@ -51,13 +57,14 @@ class Strategy(StrEnum):
     TESTS = "tests"
     GENERATED_TESTS = "generated-tests"
     HYBRID = "hybrid"
+    CASCADE = "cascade"
     TESTS_RM = "tests+rm"
     RANDOM = "random"
     ORACLE = "oracle"
 
 
-NEEDS_REWARD = frozenset({Strategy.RM, Strategy.HYBRID, Strategy.TESTS_RM})
-NEEDS_VISIBLE = frozenset({Strategy.TESTS, Strategy.HYBRID, Strategy.TESTS_RM})
+NEEDS_REWARD = frozenset({Strategy.RM, Strategy.HYBRID, Strategy.CASCADE, Strategy.TESTS_RM})
+NEEDS_VISIBLE = frozenset({Strategy.TESTS, Strategy.HYBRID, Strategy.CASCADE, Strategy.TESTS_RM})
 NEEDS_GENERATED = frozenset({Strategy.GENERATED_TESTS})
 
 
@@ -69,6 +76,7 @@ class CandidateSignals:
     correct: bool                                  # ground truth: passes the hidden tests
     reward: float | None = None                    # shaped RM reward (invalid code: 0)
     visible_passed: int | None = None              # visible tests passed
+    visible_all: bool | None = None                # passed ALL visible tests (needed by cascade)
     generated_passed: frozenset[str] | None = None  # ids of the generated tests it passes
     model_seconds: float = 0.0                     # RM scoring time of this candidate
     exec_wall_seconds: float = 0.0                 # visible-test execution, wall clock
@@ -108,13 +116,15 @@ class Selection:
 
 @dataclass(frozen=True)
 class Settings:
-    """What to measure: N values, strategies, seeds 0..seeds-1 offset by ``base_seed``, hybrid's k."""
+    """What to measure: N values, strategies, seeds 0..seeds-1 offset by ``base_seed``, hybrid's k,
+    cascade's cap on executions (None: up to N)."""
 
     n_values: tuple[int, ...] = (4, 8, 16, 32)
     strategies: tuple[Strategy, ...] = (Strategy.RANDOM, Strategy.ORACLE, Strategy.RM, Strategy.TESTS)
     seeds: int = 20
     base_seed: int = 0
     top_k: int = 3
+    cascade_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,23 @@ def _visible(c: CandidateSignals) -> int:
     return c.visible_passed
 
 
+def _passes_all(c: CandidateSignals) -> bool:
+    if c.visible_all is None:
+        raise InputError(f"candidate {c.candidate_id!r} does not say whether it passed all visible tests",
+                         field="visible_all", fix="execute every candidate of a problem with visible tests")
+    return c.visible_all
+
+
+def _cascade(ranked: Sequence[CandidateSignals], limit: int) -> tuple[list[CandidateSignals], list[CandidateSignals]]:
+    """(executed, tied): run in rank order until one passes all visible tests, at most ``limit``."""
+    executed: list[CandidateSignals] = []
+    for c in ranked[:limit]:
+        executed.append(c)
+        if _passes_all(c):
+            return executed, [c]
+    return executed, _argmax_set(_argmax_set(executed, _visible), _reward)
+
+
 def _generated(c: CandidateSignals) -> frozenset[str]:
     if c.generated_passed is None:
         raise InputError(f"candidate {c.candidate_id!r} has no generated-test result",
@@ -195,7 +222,7 @@ def _dual_agreement(cands: Sequence[CandidateSignals]) -> list[CandidateSignals]
 
 
 def select(strategy: Strategy, cands: Sequence[CandidateSignals], *, top_k: int = 3,
-           generation_seconds: float = 0.0) -> Selection:
+           cascade_max: int | None = None, generation_seconds: float = 0.0) -> Selection:
     """Apply ``strategy`` to one drawn set (in draw order). See the module docstring for the rules."""
     if not cands:
         raise InputError("no candidates to select from", fix="give every problem at least one candidate")
@@ -223,6 +250,13 @@ def select(strategy: Strategy, cands: Sequence[CandidateSignals], *, top_k: int 
         ranked = sorted(cands, key=lambda c: -_reward(c))
         scored, executed = cands, ranked[: min(top_k, n)]
         tied = _argmax_set(_argmax_set(executed, _visible), _reward)
+    elif strategy is Strategy.CASCADE:
+        if cascade_max is not None and cascade_max < 1:
+            raise InputError(f"cascade_max must be >= 1, got {cascade_max}", field="cascade_max",
+                             fix="use --cascade-max 5, or leave it out (up to N)")
+        ranked = sorted(cands, key=lambda c: -_reward(c))  # stable: equal rewards keep draw order
+        scored = cands
+        executed, tied = _cascade(ranked, n if cascade_max is None else min(cascade_max, n))
     elif strategy is Strategy.GENERATED_TESTS:
         extra_model = generation_seconds
         tied = _dual_agreement(cands)
@@ -292,7 +326,8 @@ def _evaluate_one(strategy: Strategy, n: int, used: Sequence[Pool], skipped: int
         hits = 0.0
         for pool in used:
             cands = draw(pool, n, seed)
-            sel = select(strategy, cands, top_k=settings.top_k, generation_seconds=pool.generation_seconds)
+            sel = select(strategy, cands, top_k=settings.top_k, cascade_max=settings.cascade_max,
+                         generation_seconds=pool.generation_seconds)
             hits += sel.expected_correct
             if skipped:
                 floor += select(Strategy.RANDOM, cands).expected_correct

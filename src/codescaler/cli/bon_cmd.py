@@ -50,10 +50,12 @@ def register(subparsers: Any) -> None:
                    help="hidden-test verdicts JSONL (ground truth); computed with the executor when absent")
     p.add_argument("--n", type=int, nargs="+", default=[4, 8, 16, 32], help="N values (default: 4 8 16 32)")
     p.add_argument("--strategies", nargs="+", choices=[s.value for s in Strategy],
-                   default=["random", "oracle", "rm", "tests", "hybrid", "tests+rm"])
+                   default=["random", "oracle", "rm", "tests", "hybrid", "cascade", "tests+rm"])
     p.add_argument("--seeds", type=int, default=20, help="draws per problem (default: 20)")
     p.add_argument("--base-seed", type=int, default=0)
     p.add_argument("--top-k", type=int, default=3, help="hybrid: candidates executed, best by RM (default: 3)")
+    p.add_argument("--cascade-max", type=int, default=None, metavar="K",
+                   help="cascade: execute at most K candidates in RM order (default: up to N)")
     p.add_argument("--generated-tests", type=Path, default=None,
                    help="generated tests (CodeT test_case JSONL) for the generated-tests strategy")
     p.add_argument("--max-generated-tests", type=int, default=0,
@@ -324,7 +326,8 @@ def _signals(args: argparse.Namespace, problems: dict[str, Problem], cands: list
             passed = v["total"] if v["status"] == Status.PASSED.value and v["passed"] is None else (v["passed"] or 0)
         return CandidateSignals(
             candidate_id=c.candidate_id, correct=truth[key], reward=s["reward"] if s else None,
-            visible_passed=passed, generated_passed=frozenset(g["passed_tests"]) if g else None,
+            visible_passed=passed, visible_all=v["status"] == Status.PASSED.value if v is not None else None,
+            generated_passed=frozenset(g["passed_tests"]) if g else None,
             model_seconds=float(s.get("seconds") or 0.0) if s else 0.0,
             exec_wall_seconds=v["seconds"] if v else 0.0, exec_cpu_seconds=v["cpu_seconds"] if v else 0.0,
             generated_wall_seconds=g["seconds"] if g else 0.0, generated_cpu_seconds=g["cpu_seconds"] if g else 0.0)
@@ -361,6 +364,9 @@ def _validate(args: argparse.Namespace) -> None:
     for flag, value in (("--seeds", args.seeds), ("--top-k", args.top_k), ("--batch-size", args.batch_size)):
         if value < 1:
             raise InputError(f"must be >= 1, got {value}", field=flag)
+    if args.cascade_max is not None and args.cascade_max < 1:
+        raise InputError(f"must be >= 1, got {args.cascade_max}", field="--cascade-max",
+                         fix="leave it out to let cascade run up to N candidates")
     if min(args.n) < 1:
         raise InputError(f"N values must be >= 1, got {args.n}", field="--n")
     if args.test_generation_seconds < 0:
@@ -394,7 +400,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     pools, info = _signals(args, problems, cands, set(strategies))
     settings = Settings(n_values=tuple(sorted(set(args.n))), strategies=strategies, seeds=args.seeds,
-                        base_seed=args.base_seed, top_k=args.top_k)
+                        base_seed=args.base_seed, top_k=args.top_k,
+                        cascade_max=args.cascade_max)
     results = evaluate(pools, settings)
     for r in results:
         if r.n_skipped and r.n == settings.n_values[0]:
@@ -408,7 +415,8 @@ def run(args: argparse.Namespace) -> int:
     device = (info.get("scorer") or {}).get("device")
     meta = {"command": _command_line(args),
             "problems": str(args.problems), "candidates": str(args.candidates), "model": args.model,
-            "seeds": args.seeds, "base_seed": args.base_seed, "top_k": args.top_k, "n_values": list(settings.n_values),
+            "seeds": args.seeds, "base_seed": args.base_seed, "top_k": args.top_k, "cascade_max": args.cascade_max,
+            "n_values": list(settings.n_values),
             "n_problems_total": len(pools), "n_candidates": len(cands), "scorer": info.get("scorer"),
             "signals_seconds": round(time.monotonic() - started, 2)}
     paths = write_bon_report(args.output_dir, results, hardware=describe_hardware(device), meta=meta)

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return rc
     strategies = ["random", "oracle", "tests"]
     if _rm_available(args.model):
-        strategies += ["rm", "hybrid", "tests+rm"]
+        strategies += ["rm", "hybrid", "cascade", "tests+rm"]
     else:
         print(f"      no reward model at {args.model!r} yet: reporting the execution strategies only "
               "(train one with `codescaler train`, then pass --model DIR)")
