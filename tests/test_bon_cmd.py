@@ -117,3 +117,11 @@ def test_bon_without_visible_tests_anywhere_fails_clearly(tmp_path: Path, capsys
                  "--strategies", "tests", "--output-dir", str(tmp_path / "out")])
     assert code == 2
     assert "none of the 1 problems has visible tests" in capsys.readouterr().err
+
+
+def test_bon_refuses_a_cascade_cap_below_one_before_any_work(inputs: dict[str, Path], tmp_path: Path,
+                                                            capsys) -> None:
+    out = tmp_path / "out"
+    assert _bon(inputs, out, "--strategies", "cascade", "--cascade-max", "0") == 2
+    assert "--cascade-max" in capsys.readouterr().err
+    assert not (out / "truth.jsonl").exists()
