@@ -145,6 +145,56 @@ def test_duplicate_items_are_run_through_the_model_once(qwen_rm: Path) -> None:
     assert scores[:4] == scores[4:8] == scores[8:]
 
 
+def _groups(problems: int, per_problem: int) -> tuple[list[str], list[str]]:
+    """best-of-N shaped input: per problem, candidates of different lengths that start alike."""
+    prompts, codes = [], []
+    for t in range(problems):
+        for k in range(per_problem):
+            prompts.append(PROBLEMS[t % 3] + f" (variant {t})")
+            codes.append(f"def solve(xs):\n    # task {t}\n" + f"    xs = [x * {k} for x in xs]\n" * (1 + k % 5)
+                         + "    return xs\n")
+    return prompts, codes
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "qwen2"])
+def test_prefix_sharing_gives_the_unshared_scores_and_runs_fewer_tokens(tmp_path: Path, arch: str) -> None:
+    rm = _checkpoint(tmp_path / arch, arch)
+    prompts, codes = _groups(3, 7)
+    # plus a problem with a single candidate and a group whose codes differ from the first character
+    prompts += [PROBLEMS[1], PROBLEMS[2], PROBLEMS[2]]
+    codes += ["print(1)\n", "x = 1\n", "y = 2\n" * 9]
+    plain = Scorer.load(str(rm), batch_size=4, dtype="float32", prefix_sharing=False)
+    shared = Scorer.load(str(rm), batch_size=4, dtype="float32")
+    assert shared.prefix_sharing and shared.info["prefix_sharing"] and not plain.prefix_sharing
+    tokens = {"n": 0}
+
+    def count(_module, _args, kwargs):  # tokens each forward actually computes
+        tokens["n"] += int(kwargs["input_ids"].numel())
+
+    counted = []
+    for scorer in (plain, shared):
+        tokens["n"] = 0
+        handle = scorer._backbone.register_forward_pre_hook(count, with_kwargs=True)
+        scores = scorer.score_codes(prompts, codes)
+        handle.remove()
+        counted.append((tokens["n"], scores))
+    (plain_tokens, expected), (shared_tokens, got) = counted
+    assert max(expected) - min(expected) > 1e-2
+    assert max(abs(a - b) for a, b in zip(expected, got, strict=True)) < 1e-4
+    assert shared_tokens < 0.6 * plain_tokens
+    # the same with batches of one and in reverse order
+    shared.batch_size = 1
+    again = shared.score_codes(prompts[::-1], codes[::-1])[::-1]
+    assert max(abs(a - b) for a, b in zip(expected, again, strict=True)) < 1e-4
+
+
+def test_encoders_never_share_a_prefix(bert_rm: Path) -> None:
+    scorer = Scorer.load(str(bert_rm))
+    assert not scorer.prefix_sharing
+    prompts, codes = _groups(2, 3)
+    assert len(list(scorer.iter_score_codes(prompts, codes))) == 1  # one ordinary batch
+
+
 def test_checkpoint_metadata_sets_the_defaults_and_flags_override_them(tmp_path: Path) -> None:
     folder = _checkpoint(tmp_path / "rm", "qwen3", extract_mode="lenient")
     scorer = Scorer.load(str(folder))

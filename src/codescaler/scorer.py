@@ -9,6 +9,14 @@ Contract and decisions
 - Batching by length: items are tokenized, sorted by token count (longest first), cut into batches of
   ``batch_size``, padded within each batch only, and returned in input order. Identical (problem, code)
   pairs are scored once.
+- Prefix sharing (decoder RMs, on by default): the candidates of one problem share their first tokens
+  (chat template, problem statement, often a function signature). When at least two items of a call
+  have the same problem and a common token prefix of at least ``MIN_SHARED_PREFIX`` tokens, that prefix
+  is run once and its key/value cache is reused for every continuation (batched, right-padded, the score
+  read at each one's last real token). Causal attention makes this the same computation, so scores agree
+  with the unshared path to float noise (< 1e-4 in float32; tests check it); it saves the prefix's
+  compute on every candidate but the first, which is most of the work in best-of-N and GRPO groups.
+  ``prefix_sharing=False`` turns it off; encoders (bidirectional attention) never use it.
 - Padding is always done here, on the right, whatever the tokenizer's ``padding_side``; the raw score is
   ``logits[..., 0]`` at the last real token (decoder RMs with a ``score`` head: the head is applied to
   that token's hidden state; encoders: the model's own pooled logits). So scores do not depend on the
@@ -47,6 +55,7 @@ from codescaler.shaping import shape_reward
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
+MIN_SHARED_PREFIX = 16   # tokens; below this a shared prefix saves less than its extra forward costs
 _BF16_CPU_MIN_PARAMS = 100_000_000
 
 
@@ -131,7 +140,8 @@ class Scorer:
     """A loaded reward model. Build with ``Scorer.load``; call ``score`` or ``score_codes``."""
 
     def __init__(self, model: Any, tokenizer: Any, meta: RMMetadata, *, name: str, batch_size: int = 16,
-                 extract_mode: ExtractMode | str | None = None, max_length: int | None = None) -> None:
+                 extract_mode: ExtractMode | str | None = None, max_length: int | None = None,
+                 prefix_sharing: bool = True) -> None:
         import torch
 
         if batch_size < 1:
@@ -158,6 +168,16 @@ class Scorer:
         backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
         self._head = head if isinstance(head, torch.nn.Linear) and backbone is not None else None
         self._backbone = backbone if self._head is not None else None
+        # Only causal decoders may reuse a prefix's cache: an encoder's prefix tokens attend to the suffix.
+        self.prefix_sharing = bool(prefix_sharing) and self._backbone is not None \
+            and not getattr(model.config, "is_encoder_decoder", False)
+        # transformers renamed `past_key_values` to `cache` (5.2x); use whichever this version takes.
+        self._cache_arg = "past_key_values"
+        if self._backbone is not None:
+            import inspect
+
+            if "cache" in inspect.signature(self._backbone.forward).parameters:
+                self._cache_arg = "cache"
         if self._head is not None and self._head.weight.dtype != torch.float32:
             # The head is one small Linear: apply a float32 copy to the (bf16) hidden state, so a score is
             # not rounded to bf16's 8 bits (steps of 0.0625 at |score| ~ 10 turn close candidates into
@@ -178,12 +198,14 @@ class Scorer:
         extract_mode: ExtractMode | str | None = None,
         max_length: int | None = None,
         input_format: InputFormat | str | None = None,
+        prefix_sharing: bool = True,
     ) -> Scorer:
         """Load an RM: ``"default"`` (the shipped RM), a checkpoint folder, a short name or a hub id.
 
         ``device``: ``cuda`` when available, else ``cpu`` (None). ``dtype``: see the module docstring.
         ``extract_mode``/``max_length``: override the checkpoint's metadata. ``input_format``: only for
         models without ``codescaler.json`` (default: chat_template when the tokenizer has one).
+        ``prefix_sharing``: reuse a problem's shared prefix across its candidates (module docstring).
         LoRA checkpoints (``adapter_config.json``) are loaded on their base model and merged.
         Raises ``InputError`` for a missing model, a bad option, or a format that contradicts the
         checkpoint's metadata.
@@ -223,7 +245,7 @@ class Scorer:
         logger.info("loaded RM %s (%.1fM params, %s, %s, input %s)", model, n_params / 1e6, chosen, target,
                     meta.input_format.value)
         return cls(net, tokenizer, meta, name=model, batch_size=batch_size, extract_mode=extract_mode,
-                   max_length=max_length)
+                   max_length=max_length, prefix_sharing=prefix_sharing)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -237,6 +259,7 @@ class Scorer:
             "max_length": self.max_length,
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
+            "prefix_sharing": self.prefix_sharing,
             "codescaler_version": __version__,
             "checkpoint_codescaler_version": self.meta.codescaler_version,
         }
@@ -301,34 +324,103 @@ class Scorer:
             groups.setdefault(key, []).append(i)
         unique = list(groups)
         encoded = [encode_rm_input(self.tokenizer, p, c, self.meta, self.max_length) for p, c in unique]
-        order = sorted(range(len(unique)), key=lambda j: len(encoded[j]), reverse=True)
+        shared, alone = self._shared_prefixes([p for p, _ in unique], encoded)
+
+        def result(batch: list[int], values: list[float]) -> tuple[list[int], list[float]]:
+            indices: list[int] = []
+            raws: list[float] = []
+            for j, value in zip(batch, values, strict=True):
+                for i in groups[unique[j]]:
+                    indices.append(i)
+                    raws.append(value)
+            return indices, raws
+
+        order = sorted(alone, key=lambda j: len(encoded[j]), reverse=True)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
-                values = self._forward([encoded[j] for j in batch])
-                indices: list[int] = []
-                raws: list[float] = []
-                for j, value in zip(batch, values, strict=True):
-                    for i in groups[unique[j]]:
-                        indices.append(i)
-                        raws.append(value)
-                yield indices, raws
+                yield result(batch, self._forward([encoded[j] for j in batch]))
+            for length, members in shared:
+                cache = self._prefix_cache(encoded[members[0]][:length])
+                members = sorted(members, key=lambda j: len(encoded[j]), reverse=True)
+                for start in range(0, len(members), self.batch_size):
+                    batch = members[start:start + self.batch_size]
+                    yield result(batch, self._forward([encoded[j][length:] for j in batch], cache, length))
 
-    def _forward(self, batch: list[list[int]]) -> list[float]:
-        """Right-pad one batch of token ids and return logits[..., 0] at each row's last real token."""
+    def _shared_prefixes(self, prompts: Sequence[str], encoded: Sequence[list[int]]
+                         ) -> tuple[list[tuple[int, list[int]]], list[int]]:
+        """Split item indices into (prefix length, members) groups that share a prefix, and the rest.
+
+        A group is the items of one problem (>= 2) whose token ids share at least ``MIN_SHARED_PREFIX``
+        leading tokens; the prefix stops one token short of the shortest item, so every member keeps a
+        last token of its own to be scored at.
+        """
+        by_prompt: dict[str, list[int]] = {}
+        for j, prompt in enumerate(prompts):
+            by_prompt.setdefault(prompt, []).append(j)
+        if not self.prefix_sharing:
+            return [], list(range(len(prompts)))
+        shared: list[tuple[int, list[int]]] = []
+        alone: list[int] = []
+        for members in by_prompt.values():
+            length = _common_prefix_length([encoded[j] for j in members]) if len(members) > 1 else 0
+            length = min(length, min(len(encoded[j]) for j in members) - 1)
+            if length >= MIN_SHARED_PREFIX:
+                shared.append((length, members))
+            else:
+                alone.extend(members)
+        return shared, alone
+
+    def _prefix_cache(self, prefix: list[int]) -> Any:
+        """The backbone's key/value cache after ``prefix`` (batch of one)."""
+        import torch
+
+        assert self._backbone is not None
+        ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
+        out = self._backbone(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+        cache = getattr(out, "cache", None)
+        return cache if cache is not None else out.past_key_values
+
+    def _forward(self, batch: list[list[int]], prefix_cache: Any = None, prefix_length: int = 0) -> list[float]:
+        """Right-pad one batch of token ids and return logits[..., 0] at each row's last real token.
+
+        With ``prefix_cache`` (from ``_prefix_cache``, ``prefix_length`` tokens) the rows are
+        continuations of that prefix: the cache is copied, repeated over the batch and attended to.
+        """
+        import copy
+
         import torch
 
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), prefix_length + width), dtype=torch.long)
+        mask[:, :prefix_length] = 1
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, : len(ids)] = 1
+            mask[row, prefix_length: prefix_length + len(ids)] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         if self._head is not None and self._backbone is not None:
-            hidden = self._backbone(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
-            last = mask.sum(dim=1) - 1
+            if prefix_cache is not None:
+                cache = copy.deepcopy(prefix_cache)  # the forward appends to it in place
+                cache.batch_repeat_interleave(len(batch))
+                hidden = self._backbone(input_ids=input_ids, attention_mask=mask, use_cache=True,
+                                        **{self._cache_arg: cache}).last_hidden_state
+            else:
+                hidden = self._backbone(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
+            last = mask[:, prefix_length:].sum(dim=1) - 1
             logits = self._head(hidden[torch.arange(len(batch), device=self.device), last].float())
         else:
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
         return [float(v) for v in logits[:, 0].float().cpu()]
+
+
+def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common prefix of token id lists."""
+    first = rows[0]
+    length = min(len(r) for r in rows)
+    for other in rows[1:]:
+        i = 0
+        while i < length and other[i] == first[i]:
+            i += 1
+        length = i
+    return length

@@ -45,6 +45,9 @@ def register(subparsers: Any) -> None:
                         help="override the checkpoint's extraction mode (default: strict)")
     parser.add_argument("--input-format", choices=["chat_template", "plain"], default=None,
                         help="for plain HF reward models without codescaler.json")
+    parser.add_argument("--no-prefix-sharing", dest="prefix_sharing", action="store_false",
+                        help="run every item in full instead of reusing a problem's shared prefix across its "
+                        "candidates (same scores to float noise; for timing comparisons)")
     parser.set_defaults(func=run)
 
 
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     items = read_items(args.input)
     scorer = Scorer.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                          extract_mode=args.extract_mode, max_length=args.max_length,
-                         input_format=args.input_format)
+                         input_format=args.input_format, prefix_sharing=args.prefix_sharing)
     rows: list[dict[str, Any]] = []
     with tqdm(total=len(items), desc="score", unit="item", disable=None) as bar:
         for start in range(0, len(items), _CHUNK):
