@@ -1,18 +1,21 @@
 """Scorer throughput vs plain transformers loops over the same model and items, side by side in one run.
 
-Items: real Codex (code-davinci-002) HumanEval samples from the public data (MultiPL-E Python yaml);
-problem = the HumanEval prompt, code = prompt + completion (a complete function). EVAL-ONLY data: it is
+Items: real Codex (code-davinci-002) HumanEval samples from the public data (MultiPL-E Python yaml),
+``--per-problem`` of them per problem, a problem's candidates next to each other (the shape of a
+best-of-N pool or a GRPO group; 1 = every item from a different problem); problem = the HumanEval
+prompt, code = prompt + completion (a complete function). EVAL-ONLY data: it is
 only used to time the scorer here, nothing is trained or tuned on it.
 
 Compared, on the same loaded model (same weights, dtype, threads):
-  scorer   codescaler.Scorer.score_codes (length-sorted batches, padded within a batch)
+  scorer   codescaler.Scorer.score_codes (a problem's shared prefix run once; length-sorted batches)
+  scorer, no prefix sharing   the same with prefix_sharing off (length-sorted batches only)
   naive    fixed batches of the input order, every batch padded to the longest item of the whole set
            (tokenizer.pad(..., padding="max_length")), logits from the model's own forward
   dynamic  fixed batches of the input order padded to the longest item of each batch (padding=True)
   single   batch size 1, no padding, the model's own forward
 
 Run:  .venv/bin/python benchmarks/bench_score.py --model minilm --items 128
-      .venv/bin/python benchmarks/bench_score.py --model qwen2.5-coder-0.5b-instruct --items 64 --dtype bfloat16
+      .venv/bin/python benchmarks/bench_score.py --model default --items 64 --per-problem 8
 """
 
 from __future__ import annotations
@@ -35,13 +38,12 @@ def _data_dir(arg: str | None) -> Path:
     sys.exit("public data not found: pass --data-dir or set CODESCALER_DATA")
 
 
-def load_items(data: Path, n: int, seed: int) -> tuple[list[str], list[str]]:
+def load_items(data: Path, n: int, seed: int, per_problem: int) -> tuple[list[str], list[str]]:
     import yaml
 
     folder = data / "code-bert-score/evaluation/data/multipl_e/python-davinci-0.8-keep"
     files = sorted(folder.glob("HumanEval_*.yaml"))
     rng = random.Random(seed)
-    per_problem = 2
     chosen = rng.sample(files, min(len(files), (n + per_problem - 1) // per_problem))
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     prompts, codes = [], []
@@ -82,6 +84,8 @@ def main() -> int:
     parser.add_argument("--skip-single", action="store_true", help="skip the batch-size-1 loop")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-problem", type=int, default=8,
+                        help="candidates per problem (default 8: a best-of-N pool / GRPO group)")
     args = parser.parse_args()
 
     import torch
@@ -89,14 +93,14 @@ def main() -> int:
     from codescaler.rm_checkpoint import encode_rm_input
     from codescaler.scorer import Scorer
 
-    prompts, codes = load_items(_data_dir(args.data_dir), args.items, args.seed)
+    prompts, codes = load_items(_data_dir(args.data_dir), args.items, args.seed, args.per_problem)
     scorer = Scorer.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     model, tok, meta = scorer.model, scorer.tokenizer, scorer.meta
     device = scorer.device
     print(hardware())
     print(f"model {args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
           f"{scorer.info['dtype']} on {device}, input {meta.input_format.value}; {len(codes)} items, "
-          f"batch size {args.batch_size}")
+          f"batch size {args.batch_size}, {args.per_problem} per problem")
 
     encoded = [encode_rm_input(tok, p, c, meta, scorer.max_length) for p, c in zip(prompts, codes, strict=True)]
     lengths = [len(ids) for ids in encoded]
@@ -127,12 +131,32 @@ def main() -> int:
     scorer.score_codes(prompts[:2], codes[:2])
     naive(2, longest)
     runs: dict[str, tuple[float, list[float], int]] = {}
+    computed = {"tokens": 0}
+
+    def count(_module, _args, kwargs):  # tokens (pads included) each scorer forward computes
+        computed["tokens"] += int(kwargs["input_ids"].numel())
+
+    hook = scorer._backbone.register_forward_pre_hook(count, with_kwargs=True) if scorer._backbone is not None \
+        else None
+    sharing = scorer.prefix_sharing
     started = time.perf_counter()
     reference = scorer.score_codes(prompts, codes)
-    sorted_lengths = sorted(lengths, reverse=True)
-    scorer_tokens = sum(sorted_lengths[i] * len(sorted_lengths[i:i + args.batch_size])
-                        for i in range(0, len(sorted_lengths), args.batch_size))
-    runs["scorer (length-sorted)"] = (time.perf_counter() - started, reference, scorer_tokens)
+    runs["scorer" + (" (prefix sharing)" if sharing else "")] = (time.perf_counter() - started, reference,
+                                                                  computed["tokens"])
+    if sharing:
+        scorer.prefix_sharing = False
+        computed["tokens"] = 0
+        started = time.perf_counter()
+        got = scorer.score_codes(prompts, codes)
+        runs["scorer, no prefix sharing"] = (time.perf_counter() - started, got, computed["tokens"])
+        scorer.prefix_sharing = True
+    if hook is not None:
+        hook.remove()
+    if scorer._backbone is None:  # encoders: the model's own forward, tokens from the batching rule
+        sorted_lengths = sorted(lengths, reverse=True)
+        runs["scorer"] = (runs["scorer"][0], reference,
+                          sum(sorted_lengths[i] * len(sorted_lengths[i:i + args.batch_size])
+                              for i in range(0, len(sorted_lengths), args.batch_size)))
     started = time.perf_counter()
     got = naive(args.batch_size, longest)
     runs[f"naive batches of {args.batch_size}, max padding"] = (time.perf_counter() - started, got,
@@ -148,7 +172,7 @@ def main() -> int:
         got = naive(1, None)
         runs["batch size 1"] = (time.perf_counter() - started, got, real_tokens)
 
-    base = runs["scorer (length-sorted)"][0]
+    base = next(iter(runs.values()))[0]
     print(f"\n{'method':<36} {'seconds':>8} {'items/s':>8} {'tokens/s':>9} {'computed tok':>12} "
           f"{'speed-up of scorer':>18} {'max |score diff|':>16}")
     for name, (seconds, scores, computed) in runs.items():
