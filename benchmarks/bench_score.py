@@ -141,8 +141,12 @@ def main() -> int:
     sharing = scorer.prefix_sharing
     started = time.perf_counter()
     reference = scorer.score_codes(prompts, codes)
-    runs["scorer" + (" (prefix sharing)" if sharing else "")] = (time.perf_counter() - started, reference,
-                                                                  computed["tokens"])
+    elapsed = time.perf_counter() - started
+    if hook is None:  # encoders run the model's own forward: tokens from the length-sorted batching rule
+        sorted_lengths = sorted(lengths, reverse=True)
+        computed["tokens"] = sum(sorted_lengths[i] * len(sorted_lengths[i:i + args.batch_size])
+                                 for i in range(0, len(sorted_lengths), args.batch_size))
+    runs["scorer" + (" (prefix sharing)" if sharing else "")] = (elapsed, reference, computed["tokens"])
     if sharing:
         scorer.prefix_sharing = False
         computed["tokens"] = 0
@@ -152,11 +156,6 @@ def main() -> int:
         scorer.prefix_sharing = True
     if hook is not None:
         hook.remove()
-    if scorer._backbone is None:  # encoders: the model's own forward, tokens from the batching rule
-        sorted_lengths = sorted(lengths, reverse=True)
-        runs["scorer"] = (runs["scorer"][0], reference,
-                          sum(sorted_lengths[i] * len(sorted_lengths[i:i + args.batch_size])
-                              for i in range(0, len(sorted_lengths), args.batch_size)))
     started = time.perf_counter()
     got = naive(args.batch_size, longest)
     runs[f"naive batches of {args.batch_size}, max padding"] = (time.perf_counter() - started, got,

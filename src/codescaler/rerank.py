@@ -23,8 +23,8 @@ Contract
   to the problem; at most ``cascade_max`` are run (None: up to N), and when none of those passes all,
   the pick is hybrid's over the executed ones (most passed, reward breaks ties). With ``top_k`` equal
   to the cap, ``cascade`` picks what ``hybrid`` picks (the highest-reward candidate passing all is the
-  first one met; exact reward ties aside) while executing no more; uncapped, what ``tests+rm`` picks. ``generated-tests``: CodeT dual agreement: candidates are grouped
-  by the exact set of generated tests they pass; a group scores (#candidates) x (#tests in the set);
+  first one met; exact reward ties aside) while executing no more; uncapped, what ``tests+rm`` picks.
+  ``generated-tests``: CodeT dual agreement: candidates are grouped by the exact set of generated tests they pass; a group scores (#candidates) x (#tests in the set);
   the tied set is every candidate of the best-scoring groups. ``random``: mean correctness of the N.
   ``oracle``: 1 if any of the N is correct.
 - Problems a strategy cannot handle (no visible tests for tests/tests+rm/hybrid, no generated tests for
@@ -188,6 +188,16 @@ def _visible(c: CandidateSignals) -> int:
     return c.visible_passed
 
 
+def _by_reward(cands: Sequence[CandidateSignals]) -> list[CandidateSignals]:
+    """Highest reward first; sorted() is stable, so equal rewards keep draw order (random per seed)."""
+    return sorted(cands, key=lambda c: -_reward(c))
+
+
+def _most_passed_then_reward(cands: Sequence[CandidateSignals]) -> list[CandidateSignals]:
+    """The tied set of tests+rm (and of hybrid/cascade over what they ran)."""
+    return _argmax_set(_argmax_set(cands, _visible), _reward)
+
+
 def _passes_all(c: CandidateSignals) -> bool:
     if c.visible_all is None:
         raise InputError(f"candidate {c.candidate_id!r} does not say whether it passed all visible tests",
@@ -202,7 +212,7 @@ def _cascade(ranked: Sequence[CandidateSignals], limit: int) -> tuple[list[Candi
         executed.append(c)
         if _passes_all(c):
             return executed, [c]
-    return executed, _argmax_set(_argmax_set(executed, _visible), _reward)
+    return executed, _most_passed_then_reward(executed)
 
 
 def _generated(c: CandidateSignals) -> frozenset[str]:
@@ -242,21 +252,18 @@ def select(strategy: Strategy, cands: Sequence[CandidateSignals], *, top_k: int 
         executed, tied = cands, _argmax_set(cands, _visible)
     elif strategy is Strategy.TESTS_RM:
         scored = executed = cands
-        tied = _argmax_set(_argmax_set(cands, _visible), _reward)
+        tied = _most_passed_then_reward(cands)
     elif strategy is Strategy.HYBRID:
         if top_k < 1:
             raise InputError(f"top_k must be >= 1, got {top_k}", field="top_k", fix="use --top-k 3")
-        # sorted() is stable: equal rewards keep draw order, which is random per seed.
-        ranked = sorted(cands, key=lambda c: -_reward(c))
-        scored, executed = cands, ranked[: min(top_k, n)]
-        tied = _argmax_set(_argmax_set(executed, _visible), _reward)
+        scored, executed = cands, _by_reward(cands)[: min(top_k, n)]
+        tied = _most_passed_then_reward(executed)
     elif strategy is Strategy.CASCADE:
         if cascade_max is not None and cascade_max < 1:
             raise InputError(f"cascade_max must be >= 1, got {cascade_max}", field="cascade_max",
                              fix="use --cascade-max 5, or leave it out (up to N)")
-        ranked = sorted(cands, key=lambda c: -_reward(c))  # stable: equal rewards keep draw order
         scored = cands
-        executed, tied = _cascade(ranked, n if cascade_max is None else min(cascade_max, n))
+        executed, tied = _cascade(_by_reward(cands), n if cascade_max is None else min(cascade_max, n))
     elif strategy is Strategy.GENERATED_TESTS:
         extra_model = generation_seconds
         tied = _dual_agreement(cands)

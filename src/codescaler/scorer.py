@@ -355,11 +355,11 @@ class Scorer:
         leading tokens; the prefix stops one token short of the shortest item, so every member keeps a
         last token of its own to be scored at.
         """
+        if not self.prefix_sharing:
+            return [], list(range(len(prompts)))
         by_prompt: dict[str, list[int]] = {}
         for j, prompt in enumerate(prompts):
             by_prompt.setdefault(prompt, []).append(j)
-        if not self.prefix_sharing:
-            return [], list(range(len(prompts)))
         shared: list[tuple[int, list[int]]] = []
         alone: list[int] = []
         for members in by_prompt.values():
