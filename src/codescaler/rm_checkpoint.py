@@ -47,7 +47,7 @@ from codescaler.shaping import Shaping
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "codescaler.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: a ``head`` block (feature-head RMs); 1 files still read
 PLAIN_TEMPLATE = "Problem:\n{prompt}\n\nSolution:\n{code}"
 TRUNCATION_RULE = "problem_head_first"
 DEFAULT_MAX_LENGTH = 2048
@@ -67,11 +67,13 @@ class RMMetadata:
 
     ``score_mean``/``score_std``: raw-score statistics over the training data (None when unknown);
     informational, the Scorer returns raw scores unchanged. ``lora``: the folder holds a peft adapter
-    whose base model is ``base_model``. ``manifest``: how the checkpoint was made (data hashes,
+    whose base model is ``base_model``. ``head``: the folder holds a Bradley–Terry head over backbone
+    features (``codescaler.heads``; the block has its kind, file, columns and the ``features`` spec)
+    and no model weights: the backbone ``base_model`` is loaded as a causal LM. ``manifest``: how the checkpoint was made (data hashes,
     settings, held-out metrics, the command to reproduce it).
     """
 
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1   # 2 only for head checkpoints, so older readers of plain RMs still work
     input_format: InputFormat = InputFormat.CHAT_TEMPLATE
     plain_template: str = PLAIN_TEMPLATE
     max_length: int = DEFAULT_MAX_LENGTH
@@ -83,6 +85,7 @@ class RMMetadata:
     backbone: str = ""
     lora: bool = False
     base_model: str | None = None
+    head: dict[str, Any] | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     codescaler_version: str = __version__
 
@@ -131,6 +134,10 @@ class RMMetadata:
         if not isinstance(template, str) or "{prompt}" not in template or "{code}" not in template:
             raise InputError(f"plain_template must contain {{prompt}} and {{code}}, got {template!r}",
                              path=path, field="plain_template")
+        head = kwargs.get("head")
+        if head is not None and (not isinstance(head, dict) or not isinstance(head.get("features"), dict)):
+            raise InputError("head must be a JSON object with a features spec", path=path, field="head",
+                             fix="retrain the head with `codescaler train --head`")
         if not isinstance(kwargs.get("manifest", {}), dict):
             raise InputError("manifest must be a JSON object", path=path, field="manifest")
         return cls(**kwargs)
@@ -267,12 +274,55 @@ def encode_rm_input(
     always the template's last token, where the score is read. Raises ``InputError`` when even an empty
     problem and empty code do not fit (``max_length`` smaller than the template).
     """
+    return _fit(tokenizer, prompt, code, meta, max_length)[2]
+
+
+def encode_rm_input_span(
+    tokenizer: Any, prompt: str, code: str, meta: RMMetadata, max_length: int | None = None
+) -> tuple[list[int], int, int]:
+    """``encode_rm_input`` plus where the code sits: ``(ids, start, end)``, code tokens ``ids[start:end]``.
+
+    A token counts as code when its characters overlap the code's characters in the rendered text (a
+    token that straddles the seam is code). Empty code (or code cut to nothing) gives ``start == end``
+    at the position where the code would begin. Used by the feature extractor, which reads the code's
+    likelihood and pools hidden states over exactly these tokens.
+    """
+    new_prompt, new_code, ids = _fit(tokenizer, prompt, code, meta, max_length)
+    text = format_rm_input(tokenizer, new_prompt, new_code, meta)
+    # The code follows the prompt in every format, so its last occurrence is the assistant's turn.
+    head = format_rm_input(tokenizer, new_prompt, "\x00", meta).rfind("\x00")
+    char_start = text.rfind(new_code) if new_code else head
+    if char_start < 0 or (head >= 0 and char_start < head):
+        char_start = head
+    char_end = char_start + len(new_code)
+    add_special = meta.input_format is not InputFormat.CHAT_TEMPLATE
+    enc = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=True, verbose=False)
+    offsets = enc["offset_mapping"]
+    if list(enc["input_ids"]) != ids[: len(offsets)]:
+        raise RuntimeError("re-tokenizing the RM input changed its ids")  # our fault, not the user's
+    start = end = None
+    for k, (lo, hi) in enumerate(offsets):
+        if hi <= lo:
+            continue  # special tokens carry empty offsets
+        if start is None and hi > char_start:
+            start = k
+        if lo < char_end:
+            end = k + 1
+    if start is None or not new_code:
+        start = end = start if start is not None else len(offsets)
+    end = max(start, end if end is not None else start)
+    return ids, start, end
+
+
+def _fit(tokenizer: Any, prompt: str, code: str, meta: RMMetadata, max_length: int | None
+         ) -> tuple[str, str, list[int]]:
+    """(problem text, code text, ids) after the truncation rule."""
     limit = max_length if max_length is not None else meta.max_length
     if limit < _MIN_MAX_LENGTH:
         raise InputError(f"max_length must be >= {_MIN_MAX_LENGTH}, got {limit}", field="max_length")
     ids = _encode(tokenizer, prompt, code, meta)
     if len(ids) <= limit:
-        return ids
+        return prompt, code, ids
     overhead = len(_encode(tokenizer, "", "", meta))
     budget = limit - overhead
     if budget < 2:
@@ -293,7 +343,7 @@ def encode_rm_input(
         ids = _encode(tokenizer, new_prompt, new_code, meta)
         over = len(ids) - limit
         if over <= 0:
-            return ids
+            return new_prompt, new_code, ids
         if prompt_keep > prompt_floor:
             prompt_keep = max(prompt_floor, prompt_keep - over)
         elif code_keep > 0:
@@ -302,4 +352,4 @@ def encode_rm_input(
             prompt_keep = max(0, prompt_keep - over)
     # Unreachable for real tokenizers; keep the end (where the score is read) rather than fail.
     logger.warning("truncation did not converge; cutting tokens from the middle")
-    return ids[: limit - 8] + ids[-8:]
+    return new_prompt, new_code, ids[: limit - 8] + ids[-8:]

@@ -11,7 +11,7 @@ Contract and decisions
   pairs are scored once.
 - Prefix sharing (decoder RMs, on by default): the candidates of one problem share their first tokens
   (chat template, problem statement, often a function signature). When at least two items of a call
-  have the same problem and a common token prefix of at least ``MIN_SHARED_PREFIX`` tokens, that prefix
+  have the same problem and a common token prefix of at least ``batching.MIN_SHARED_PREFIX`` tokens, that prefix
   is run once and its key/value cache is reused for every continuation (batched, right-padded, the score
   read at each one's last real token). Causal attention makes this the same computation, so scores agree
   with the unshared path to float noise (< 1e-4 in float32; tests check it); it saves the prefix's
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from codescaler import __version__
+from codescaler.batching import plan_batches
 from codescaler.errors import InputError
 from codescaler.records import ExtractMode, Language, Score
 from codescaler.rm_checkpoint import (
@@ -55,7 +56,6 @@ from codescaler.shaping import shape_reward
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
-MIN_SHARED_PREFIX = 16   # tokens; below this a shared prefix saves less than its extra forward costs
 _BF16_CPU_MIN_PARAMS = 100_000_000
 
 
@@ -93,7 +93,7 @@ def _hub_metadata(model_id: str) -> RMMetadata | None:
     return read_metadata(Path(local).parent)
 
 
-def _pick_dtype(dtype: str | Any | None, device: Any, n_params: int) -> Any:
+def pick_dtype(dtype: str | Any | None, device: Any, n_params: int) -> Any:
     import torch
 
     if dtype is not None and dtype != "auto":
@@ -111,6 +111,8 @@ def _pick_dtype(dtype: str | Any | None, device: Any, n_params: int) -> Any:
         if "AVX512" in capability or "AMX" in capability:
             return torch.bfloat16
     return torch.float32
+
+
 
 
 def tokenizer_source(checkpoint: str, base: str) -> str:
@@ -141,7 +143,8 @@ class Scorer:
 
     def __init__(self, model: Any, tokenizer: Any, meta: RMMetadata, *, name: str, batch_size: int = 16,
                  extract_mode: ExtractMode | str | None = None, max_length: int | None = None,
-                 prefix_sharing: bool = True) -> None:
+                 prefix_sharing: bool = True, features: tuple[Any, Any] | None = None) -> None:
+        """``features``: (FeatureExtractor, Head) for a head checkpoint; ``model`` is then its causal LM."""
         import torch
 
         if batch_size < 1:
@@ -159,17 +162,24 @@ class Scorer:
                            position_limit, position_limit)
             self.max_length = position_limit
         self.device = next(model.parameters()).device
+        self._features = features
+        if features is not None:
+            # A head was fitted on features of one exact input (the spec's max length): scoring with
+            # another truncation would feed it rows from another distribution.
+            self.max_length = features[0].spec.max_length
+            features[0].batch_size = batch_size
+            features[0].prefix_sharing = bool(prefix_sharing)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad) if pad is not None else 0  # pads are masked out: any id works
         # Decoder RMs (Qwen, Llama, Skywork ...) expose `score` (a Linear over hidden states) and their
         # backbone under `base_model_prefix`: apply the head at the last real token ourselves, so the
         # result never depends on pad_token_id guessing (HF pools at the last non-pad *id*).
-        head = getattr(model, "score", None)
+        head = getattr(model, "score", None) if features is None else None
         backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
         self._head = head if isinstance(head, torch.nn.Linear) and backbone is not None else None
         self._backbone = backbone if self._head is not None else None
         # Only causal decoders may reuse a prefix's cache: an encoder's prefix tokens attend to the suffix.
-        self.prefix_sharing = bool(prefix_sharing) and self._backbone is not None \
+        self.prefix_sharing = bool(prefix_sharing) and (self._backbone is not None or features is not None) \
             and not getattr(model.config, "is_encoder_decoder", False)
         # transformers renamed `past_key_values` to `cache` (5.2x); use whichever this version takes.
         self._cache_arg = "past_key_values"
@@ -223,6 +233,9 @@ class Scorer:
         if meta is not None and input_format is not None and InputFormat(input_format) != meta.input_format:
             raise InputError(f"{path} was trained with input format {meta.input_format.value!r}, not "
                              f"{input_format!r}", field="input_format", fix="drop --input-format")
+        if meta is not None and meta.head is not None:
+            return cls._load_head(path, meta, name=model, device=device, dtype=dtype, batch_size=batch_size,
+                                  extract_mode=extract_mode, prefix_sharing=prefix_sharing)
         adapter = local and (Path(path) / "adapter_config.json").is_file()
         base = path
         if adapter:
@@ -238,7 +251,7 @@ class Scorer:
 
             net = PeftModel.from_pretrained(net, path).merge_and_unload()
         n_params = sum(p.numel() for p in net.parameters())
-        chosen = _pick_dtype(dtype, target, n_params)
+        chosen = pick_dtype(dtype, target, n_params)
         net = net.to(device=target, dtype=chosen)
         if net.config.pad_token_id is None and tokenizer.pad_token_id is not None:
             net.config.pad_token_id = tokenizer.pad_token_id
@@ -246,6 +259,27 @@ class Scorer:
                     meta.input_format.value)
         return cls(net, tokenizer, meta, name=model, batch_size=batch_size, extract_mode=extract_mode,
                    max_length=max_length, prefix_sharing=prefix_sharing)
+
+    @classmethod
+    def _load_head(cls, path: str, meta: RMMetadata, *, name: str, device: str | None, dtype: Any,
+                   batch_size: int, extract_mode: ExtractMode | str | None, prefix_sharing: bool) -> Scorer:
+        """A head checkpoint: the backbone as a causal LM straight in its dtype, features, the head."""
+        from codescaler.features import FeatureExtractor, FeatureSpec
+        from codescaler.heads import load_head
+
+        assert meta.head is not None
+        where = str(Path(path) / METADATA_FILE)
+        spec = FeatureSpec.from_dict(meta.head["features"], path=where)
+        head = load_head(path, meta.head)
+        if head.columns != spec.names():
+            raise InputError("the head's columns are not the features its spec computes", path=where,
+                             field="head.features", fix="retrain the head with `codescaler train --head`")
+        extractor = FeatureExtractor.load(spec, device=device, dtype=dtype, batch_size=batch_size,
+                                          prefix_sharing=prefix_sharing)
+        logger.info("loaded RM %s (%s head over %d features of %s, %s)", name, head.kind, len(head.columns),
+                    spec.backbone, next(extractor.model.parameters()).dtype)
+        return cls(extractor.model, extractor.tokenizer, meta, name=name, batch_size=batch_size,
+                   extract_mode=extract_mode, prefix_sharing=prefix_sharing, features=(extractor, head))
 
     @property
     def info(self) -> dict[str, Any]:
@@ -260,6 +294,7 @@ class Scorer:
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "device": str(self.device),
             "prefix_sharing": self.prefix_sharing,
+            "head": (self.meta.head or {}).get("kind"),
             "codescaler_version": __version__,
             "checkpoint_codescaler_version": self.meta.codescaler_version,
         }
@@ -318,58 +353,37 @@ class Scorer:
 
         if len(prompts) != len(codes):
             raise InputError(f"{len(prompts)} prompts but {len(codes)} codes", fix="pass one prompt per code")
+        if self._features is not None:
+            extractor, head = self._features
+            for done, rows in extractor.iter_compute(prompts, codes):
+                yield done, [float(v) for v in head.score(rows)]
+            return
         # Identical (problem, code) pairs (common in GRPO groups) are encoded and scored once.
         groups: dict[tuple[str, str], list[int]] = {}
         for i, key in enumerate(zip(prompts, codes, strict=True)):
             groups.setdefault(key, []).append(i)
         unique = list(groups)
         encoded = [encode_rm_input(self.tokenizer, p, c, self.meta, self.max_length) for p, c in unique]
-        shared, alone = self._shared_prefixes([p for p, _ in unique], encoded)
-
-        def result(batch: list[int], values: list[float]) -> tuple[list[int], list[float]]:
-            indices: list[int] = []
-            raws: list[float] = []
-            for j, value in zip(batch, values, strict=True):
-                for i in groups[unique[j]]:
-                    indices.append(i)
-                    raws.append(value)
-            return indices, raws
-
-        order = sorted(alone, key=lambda j: len(encoded[j]), reverse=True)
+        plan = plan_batches([p for p, _ in unique], encoded, self.batch_size, prefix_sharing=self.prefix_sharing)
+        cache: Any = None
+        cached_prefix: list[int] | None = None
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                yield result(batch, self._forward([encoded[j] for j in batch]))
-            for length, members in shared:
-                cache = self._prefix_cache(encoded[members[0]][:length])
-                members = sorted(members, key=lambda j: len(encoded[j]), reverse=True)
-                for start in range(0, len(members), self.batch_size):
-                    batch = members[start:start + self.batch_size]
-                    yield result(batch, self._forward([encoded[j][length:] for j in batch], cache, length))
-
-    def _shared_prefixes(self, prompts: Sequence[str], encoded: Sequence[list[int]]
-                         ) -> tuple[list[tuple[int, list[int]]], list[int]]:
-        """Split item indices into (prefix length, members) groups that share a prefix, and the rest.
-
-        A group is the items of one problem (>= 2) whose token ids share at least ``MIN_SHARED_PREFIX``
-        leading tokens; the prefix stops one token short of the shortest item, so every member keeps a
-        last token of its own to be scored at.
-        """
-        if not self.prefix_sharing:
-            return [], list(range(len(prompts)))
-        by_prompt: dict[str, list[int]] = {}
-        for j, prompt in enumerate(prompts):
-            by_prompt.setdefault(prompt, []).append(j)
-        shared: list[tuple[int, list[int]]] = []
-        alone: list[int] = []
-        for members in by_prompt.values():
-            length = _common_prefix_length([encoded[j] for j in members]) if len(members) > 1 else 0
-            length = min(length, min(len(encoded[j]) for j in members) - 1)
-            if length >= MIN_SHARED_PREFIX:
-                shared.append((length, members))
-            else:
-                alone.extend(members)
-        return shared, alone
+            for batch in plan:
+                rows = [encoded[j] for j in batch.members]
+                if batch.prefix:
+                    prefix = rows[0][:batch.prefix]
+                    if prefix != cached_prefix:  # the batches of one shared group run their prefix once
+                        cache, cached_prefix = self._prefix_cache(prefix), prefix
+                    values = self._forward([ids[batch.prefix:] for ids in rows], cache, batch.prefix)
+                else:
+                    values = self._forward(rows)
+                indices: list[int] = []
+                raws: list[float] = []
+                for j, value in zip(batch.members, values, strict=True):
+                    for i in groups[unique[j]]:
+                        indices.append(i)
+                        raws.append(value)
+                yield indices, raws
 
     def _prefix_cache(self, prefix: list[int]) -> Any:
         """The backbone's key/value cache after ``prefix`` (batch of one)."""
@@ -413,14 +427,3 @@ class Scorer:
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
         return [float(v) for v in logits[:, 0].float().cpu()]
 
-
-def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """Length of the longest common prefix of token id lists."""
-    first = rows[0]
-    length = min(len(r) for r in rows)
-    for other in rows[1:]:
-        i = 0
-        while i < length and other[i] == first[i]:
-            i += 1
-        length = i
-    return length

@@ -30,7 +30,7 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
 
     from codescaler.models import resolve_model
     from codescaler.rm_checkpoint import read_metadata
-    from codescaler.scorer import Scorer, _pick_dtype, tokenizer_source
+    from codescaler.scorer import Scorer, pick_dtype, tokenizer_source
 
     meta = read_metadata(checkpoint)
     backbone = meta.base_model or meta.backbone
@@ -44,7 +44,7 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(checkpoint, resolve_model(backbone)))
     model.config.pad_token_id = tokenizer.pad_token_id
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    chosen = _pick_dtype(None, target, sum(p.numel() for p in model.parameters()))  # as the RM is scored
+    chosen = pick_dtype(None, target, sum(p.numel() for p in model.parameters()))  # as the RM is scored
     return Scorer(model.to(device=target, dtype=chosen), tokenizer, meta, name=f"untrained:{backbone}",
                   batch_size=batch_size)
 

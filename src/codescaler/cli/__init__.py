@@ -26,6 +26,7 @@ VERB_MODULES: tuple[str, ...] = (
     "score_cmd",
     "pairs_cmd",
     "mutate_cmd",
+    "features_cmd",
     "train_cmd",
     "eval_cmd",
     "bon_cmd",

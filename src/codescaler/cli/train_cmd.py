@@ -23,11 +23,11 @@ def register(subparsers: Any) -> None:
         "chosen, rejected responses[, margin, task_id, language]); the RM sees the problem and ONLY the "
         "extracted code. Writes an HF folder + codescaler.json to --output (docs/training.md).",
     )
-    p.add_argument("--pairs", required=True, type=Path, help="training pairs JSONL")
+    p.add_argument("--pairs", required=True, type=Path, nargs="+", help="training pairs JSONL (several: concatenated)")
     p.add_argument("--output", required=True, type=Path, help="checkpoint folder to write")
-    p.add_argument("--model", default="minilm",
+    p.add_argument("--model", default=None,
                    help="backbone: short name (minilm, qwen2.5-coder-0.5b-instruct), HF folder or hub id of a "
-                   "causal LM, encoder or 1-label RM (default: %(default)s)")
+                   "causal LM, encoder or 1-label RM (default: minilm; with --head qwen2.5-coder-0.5b-instruct)")
     held = p.add_mutually_exclusive_group()
     held.add_argument("--eval-pairs", type=Path, default=None, help="held-out pairs JSONL")
     held.add_argument("--eval-fraction", type=float, default=0.1,
@@ -37,10 +37,21 @@ def register(subparsers: Any) -> None:
                    help="default: chat_template when the tokenizer has one, else plain")
     p.add_argument("--max-length", type=int, default=None,
                    help="tokens per input (default: the --init-from checkpoint's, else 1024)")
+    p.add_argument("--dtype", default=None, help="--head: backbone dtype (auto, float32, bfloat16)")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="continue training a codescaler RM checkpoint (a folder, or `default` for the shipped "
                    "RM) on --pairs with a fresh optimizer; a LoRA checkpoint keeps its adapter shape and base, "
                    "and the input format comes from the checkpoint (--model is then ignored)")
+    p.add_argument("--head", choices=["linear", "mlp"], default=None,
+                   help="the CPU path (docs/reward_model.md): a Bradley-Terry head of this kind over cached "
+                   "features of a frozen causal-LM backbone (--model, default qwen2.5-coder-0.5b-instruct), "
+                   "fitted on every pair; the LoRA/TRL flags below do not apply")
+    from codescaler.cli.features_cmd import add_feature_flags
+
+    add_feature_flags(p, with_model=False)
+    p.add_argument("--l2", type=float, nargs="+", default=None,
+                   help="--head: L2 strengths to cross-validate (default 1e-4 1e-3 1e-2 0.1 1)")
+    p.add_argument("--folds", type=int, default=5, help="--head: cross-validation folds, grouped by problem")
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter (+ the score head)")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-alpha", type=int, default=32)
@@ -52,7 +63,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-5 full, 1e-4 LoRA)")
-    p.add_argument("--batch-size", type=int, default=8, help="pairs per device per step")
+    p.add_argument("--batch-size", type=int, default=8, help="pairs per device per step (--head: programs per forward)")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--margin-scale", type=float, default=0.0,
                    help="use margin = SCALE * row margin in the loss (default 0: plain Bradley-Terry)")
@@ -81,6 +92,9 @@ def _steps_per_epoch(n_pairs: int, args: argparse.Namespace, world: int) -> int:
     return max(1, math.ceil(n_pairs / (args.batch_size * args.grad_accum * max(1, world))))
 
 
+_ON_BY_DEFAULT = ("likelihood", "facts")  # --no-likelihood / --no-facts
+
+
 def reproduce_command(args: argparse.Namespace) -> str:
     """The command line that repeats this run: every train flag spelled out (defaults included)."""
     words = ["codescaler", "train"]
@@ -92,11 +106,27 @@ def reproduce_command(args: argparse.Namespace) -> str:
         if key == "eval_fraction" and args.eval_pairs is not None:
             continue  # mutually exclusive with --eval-pairs
         flag = "--" + key.replace("_", "-")
-        words += [flag] if value is True else [flag, str(value)]
+        if isinstance(value, list):
+            words += [flag, *(str(v) for v in value)]
+        elif value is not True:
+            words += [flag, str(value)]
+        elif key not in _ON_BY_DEFAULT:
+            words.append(flag)
+    for key in _ON_BY_DEFAULT:
+        if getattr(args, key, True) is False:
+            words.append("--no-" + key.replace("_", "-"))
     return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.head:
+        from codescaler.cli.features_cmd import run_head_training
+
+        return run_head_training(args, reproduce_command(args))
+    args.model = args.model or "minilm"
+    if len(args.pairs) != 1:
+        raise InputError("TRL training takes one --pairs file", field="--pairs", fix="concatenate them first")
+    args.pairs = args.pairs[0]
     import torch
     from trl import RewardConfig
 
