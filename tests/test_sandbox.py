@@ -84,6 +84,35 @@ def test_an_interpreter_under_tmp_keeps_full_isolation():
     assert done.stdout.split() == ["bwrap", "True"], done.stderr[-2000:]
 
 
+@bwrap_only
+def test_the_problems_file_in_a_tmp_working_folder_is_invisible_to_candidates():
+    """``python -m codescaler`` run from /tmp/x puts /tmp/x on sys.path; it must not be mounted inside."""
+    import json
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(dir="/tmp", prefix="codescaler-cwd-"))
+    work.chmod(0o755)  # readable by others, as a checkout or a shared data folder usually is
+    try:
+        problems = work / "problems.jsonl"
+        tests = "def check(candidate):\n    assert candidate() == 'not found'\n"
+        problems.write_text(json.dumps({"task_id": "t/1", "prompt": "p", "tests": tests, "entry_point": "probe",
+                                        "reference": "SECRET-REFERENCE"}) + "\n")
+        code = (f"def probe():\n    try:\n        return open({str(problems)!r}).read()\n"
+                "    except OSError:\n        return 'not found'\n")
+        (work / "candidates.jsonl").write_text(json.dumps({"task_id": "t/1", "candidate_id": "c", "code": code}) + "\n")
+        src = str(Path(sandbox.__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": src}
+        done = subprocess.run([sys.executable, "-m", "codescaler", "execute", "--problems", "problems.jsonl",
+                               "--candidates", "candidates.jsonl", "--output", "verdicts.jsonl", "--no-cache"],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        verdict = json.loads((work / "verdicts.jsonl").read_text())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert verdict["status"] == "passed", verdict
+
+
 def test_degraded_mode_is_loud_and_still_judges_correctly(monkeypatch, caplog):
     from codescaler import sandbox_launch
 
@@ -226,6 +255,91 @@ def test_network_is_unreachable_from_the_sandbox():
         server.close()
     assert verdict.status is Status.CRASHED
     assert "ConnectionRefusedError" in verdict.detail or "OSError" in verdict.detail
+
+
+@bwrap_only
+def test_a_unix_socket_listener_on_the_host_is_unreachable():
+    # Not under /tmp (the sandbox's /tmp is private anyway): a folder of the read-only host filesystem.
+    folder = Path(__file__).resolve().parent / f".sock-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    path = str(folder / "s")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    os.chmod(folder, 0o777)
+    os.chmod(path, 0o777)
+    server.listen(1)
+    server.settimeout(0.5)
+    code = f"""
+        import socket
+        def probe():
+            s = socket.socket(socket.AF_UNIX)
+            s.connect({path!r})
+            s.sendall(b"pwned")
+            return True
+    """
+    try:
+        verdict = run(code, probe(""))
+        with pytest.raises(TimeoutError):
+            server.accept()
+    finally:
+        server.close()
+        os.unlink(path)
+        folder.rmdir()
+    assert verdict.status is Status.CRASHED, verdict
+    assert "OSError" in verdict.detail or "family" in verdict.detail, verdict
+
+
+def _host_shmem_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().split("\n"):
+        if line.startswith("Shmem:"):
+            return int(line.split()[1])
+    return 0
+
+
+@bwrap_only
+def test_memory_outside_the_address_space_limit_is_refused_and_the_hosts_shared_memory_does_not_grow():
+    import threading
+
+    code = """
+        import mmap, os, time
+        def probe():
+            held, got, block = [], [], b"x" * (8 << 20)
+            def fill(make, name):
+                for i in range(96):  # 96 objects x 8 MiB = 768 MiB, 3x the limit; each under RLIMIT_FSIZE
+                    fd = make(i)
+                    os.write(fd, block)
+                    held.append(fd)
+                got.append(name)
+            import _posixshmem
+            for name, make in (("memfd", lambda i: os.memfd_create("x")),
+                               ("/dev/shm", lambda i: os.open(f"/dev/shm/x{i}", os.O_CREAT | os.O_RDWR)),
+                               ("shm_open", lambda i: _posixshmem.shm_open(f"/x{i}", os.O_CREAT | os.O_RDWR, 0o600))):
+                try:
+                    fill(make, name)
+                except OSError:
+                    pass
+            time.sleep(1)
+            return got
+    """
+    limits = Limits(cpu_seconds=10, wall_seconds=20, memory_mb=256)
+    before = _host_shmem_kib()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _host_shmem_kib())
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        verdict = run(code, probe("", expect="[]"), limits)
+    finally:
+        done.set()
+        sampler.join()
+    assert verdict.status is Status.PASSED, verdict  # every channel refused: the program got nothing
+    assert (peak[0] - before) < 256 * 1024, f"host Shmem grew by {(peak[0] - before) // 1024} MiB"
 
 
 @bwrap_only
