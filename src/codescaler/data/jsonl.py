@@ -108,6 +108,8 @@ def read_text_input(path: str | os.PathLike[str], fix: str = "pass a UTF-8 JSONL
     """A whole input file as text; a missing file, a folder, unreadable or non-UTF-8 bytes -> InputError."""
     try:
         return Path(path).read_bytes().decode("utf-8")  # bytes: no newline translation of a stray '\r'
+    except FileNotFoundError:
+        raise InputError("file not found", path=str(path), fix="check the path") from None
     except IsADirectoryError:
         raise InputError("is a directory, not a file", path=str(path), fix=fix) from None
     except UnicodeDecodeError as err:
