@@ -5,7 +5,10 @@ executes all of them with `codescaler execute` (resumable; verdicts cached), and
 with the dataset's own label ('OK' = passed). Prints the agreement and the disagreements by cause
 (our status x their label, with the first detail lines), and writes them to OUTPUT_DIR/agreement.json.
 
-    python benchmarks/codex_agreement.py --output-dir runs/codex-py [--language python] [--limit N]
+    python benchmarks/codex_agreement.py --output-dir runs/codex-py [--language python] [--sample-every K]
+
+``--sample-every K`` executes and compares only every K-th candidate (a deterministic sample, for a
+quick re-measurement on a small machine; report it with its size).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=None, help="CPU seconds per run (execute's default)")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--sample-every", type=int, default=1, help="only every K-th candidate (default: all)")
     args = parser.parse_args()
 
     out: Path = args.output_dir
@@ -36,8 +40,13 @@ def main() -> int:
         if args.data_dir:
             cmd += ["--data-dir", args.data_dir]
         subprocess.run(cmd, check=True)
+    candidates = out / "candidates.jsonl"
+    if args.sample_every > 1:
+        lines = [x for x in candidates.read_text(encoding="utf-8").split("\n") if x.strip()]
+        candidates = out / f"candidates-every-{args.sample_every}.jsonl"
+        candidates.write_text("".join(x + "\n" for x in lines[::args.sample_every]), encoding="utf-8")
     cmd = cli + ["execute", "--problems", str(out / "problems.jsonl"), "--candidates",
-                 str(out / "candidates.jsonl"), "--output", str(out / "verdicts.jsonl"),
+                 str(candidates), "--output", str(out / "verdicts.jsonl"),
                  "--cache-dir", str(out / "cache")]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
@@ -47,7 +56,8 @@ def main() -> int:
     subprocess.run(cmd, check=True)
     seconds = time.perf_counter() - start
 
-    labels = _rows(out / "labels.jsonl")
+    sampled = set(_rows(candidates))
+    labels = {k: v for k, v in _rows(out / "labels.jsonl").items() if k in sampled}
     ours = _rows(out / "verdicts.jsonl")
     missing = sorted(set(labels) - set(ours))
     agree = 0

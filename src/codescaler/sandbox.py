@@ -29,11 +29,11 @@ from codescaler.records import Language, Limits, Problem, Status, StdioCase, Ver
 from codescaler.sandbox_launch import Completed, Isolation, isolation, launch, python_paths, shutdown
 
 __all__ = ["HARNESS_VERSION", "Isolation", "isolation", "normalise_output", "python_paths", "run_candidate",
-           "shutdown", "instrument_tests"]
+           "shutdown", "instrument_tests", "trusted_prelude"]
 
 logger = logging.getLogger(__name__)
 
-HARNESS_VERSION = "4"  # bump when the harness or the status rules change: it keys the verdict cache
+HARNESS_VERSION = "5"  # bump when the harness or the status rules change: it keys the verdict cache
 
 
 def _signal_of(code: int, shifted: bool) -> int | None:
@@ -50,9 +50,9 @@ def _failure_from_exit(run: Completed, limits: Limits, shifted: bool) -> tuple[S
         return Status.TIMEOUT, f"wall-clock limit of {limits.wall_seconds:g}s exceeded"
     if run.output_exceeded:
         return Status.OUTPUT_LIMIT, f"wrote more than {limits.output_bytes} bytes"
+    # Never decided from the program's stdout/stderr: a wrong program can print "MemoryError". A real
+    # one is reported by the harness on the result pipe (see _run_functional/_run_stdio).
     err_tail = run.stderr.decode("utf-8", "replace").strip().split("\n")[-1][:300]
-    if "MemoryError" in err_tail:
-        return Status.MEMORY, "MemoryError"
     sig = _signal_of(run.returncode, shifted)
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and run.seconds >= limits.cpu_seconds):
         return Status.TIMEOUT, f"CPU limit of {limits.cpu_seconds:g}s exceeded"
@@ -75,6 +75,48 @@ def _results(raw: bytes, nonce: str) -> list[list[str]]:
         if len(fields) == 5 and secrets.compare_digest(fields[0], nonce) and fields[1] in _KINDS:
             out.append(fields)
     return out
+
+
+def _helper_root(entry_point: str | None) -> str:
+    head = (entry_point or "").split("(")[0].split(".")[0].strip()
+    return head
+
+
+def _is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> bool:
+    body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    return not body or all(isinstance(s, ast.Pass) for s in body)
+
+
+@functools.lru_cache(maxsize=1024)
+def trusted_prelude(setup: str, prompt: str, tests: str, entry_point: str | None) -> str:
+    """The problem's own code that its tests rely on: ``setup`` plus the helpers the PROMPT defines and
+    the tests call (HumanEval's ``poly``, ``encode_cyclic``, ``encode_shift``) and their imports.
+
+    The harness runs it in a namespace of its own before the candidate and binds these names for the
+    tests, so a program that redefines a helper cannot change what the tests compute. Stubs (a
+    signature and a docstring: what the candidate must write) and the entry point are left out.
+    """
+    try:
+        test_tree = ast.parse(tests)
+        prompt_tree = ast.parse(prompt)
+    except (SyntaxError, ValueError):
+        return setup
+    wanted = {n.id for n in ast.walk(test_tree) if isinstance(n, ast.Name)}
+    defined_by_tests = {n.name for n in test_tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    wanted -= defined_by_tests | {_helper_root(entry_point)}
+    defs = {n.name: n for n in prompt_tree.body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not _is_stub(n)}
+    chosen: set[str] = set()
+    frontier = wanted & set(defs)
+    while frontier:  # helpers that call other helpers of the prompt
+        chosen |= frontier
+        used = {n.id for name in frontier for n in ast.walk(defs[name]) if isinstance(n, ast.Name)}
+        frontier = (used & set(defs)) - chosen - {_helper_root(entry_point)}
+    if not chosen:
+        return setup
+    keep = [n for n in prompt_tree.body
+            if isinstance(n, (ast.Import, ast.ImportFrom)) or getattr(n, "name", None) in chosen]
+    return setup + "\n" + ast.unparse(ast.Module(body=keep, type_ignores=[]))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -116,7 +158,8 @@ def _run_functional(problem: Problem, candidate_id: str, code: str, limits: Limi
     except SyntaxError as err:
         return Verdict(problem.task_id, candidate_id, Status.ERROR,
                        detail=f"the problem's tests do not parse: {err.msg} (line {err.lineno})")
-    payload = {"mode": "functional", "nonce": nonce, "setup": problem.setup, "code": code,
+    prelude = trusted_prelude(problem.setup, problem.prompt, tests, problem.entry_point)
+    payload = {"mode": "functional", "nonce": nonce, "setup": problem.setup, "prelude": prelude, "code": code,
                "tests": tests, "instrumented_tests": instrumented, "entry_point": problem.entry_point}
     run = launch(payload, b"", limits)
     lines = _results(run.results, nonce)
@@ -148,15 +191,18 @@ def normalise_output(text: str) -> str:
 def _run_stdio(problem: Problem, candidate_id: str, code: str, limits: Limits) -> Verdict:
     """Run the program once per case; stop at the first case that does not pass (see docs/sandbox.md)."""
     cases: tuple[StdioCase, ...] = problem.tests.stdio
-    payload = {"mode": "stdio", "setup": problem.setup, "code": code}
     seconds, passed = 0.0, 0
     for index, case in enumerate(cases, 1):
+        nonce = secrets.token_hex(16)
+        payload = {"mode": "stdio", "nonce": nonce, "setup": problem.setup, "code": code}
         run = launch(payload, case.input.encode("utf-8"), limits)
         seconds += run.seconds
         out = run.stdout.decode("utf-8", "replace")
         where = f"case {index}/{len(cases)}"
         if run.timed_out or run.output_exceeded or run.returncode != 0:
             status, why = _failure_from_exit(run, limits, run.shifted_signals)
+            if not (run.timed_out or run.output_exceeded) and any(f[1] == "memory" for f in _results(run.results, nonce)):
+                status, why = Status.MEMORY, "MemoryError"
             if status is Status.CRASHED and _signal_of(run.returncode, run.shifted_signals) is None:
                 err = run.stderr.decode("utf-8", "replace").strip().split("\n")[-1][:300]
                 why = f"exited with status {run.returncode}" + (f": {err}" if err else "")

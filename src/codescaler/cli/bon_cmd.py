@@ -82,16 +82,22 @@ def _load_rows(path: Path) -> dict[Key, dict[str, Any]]:
         with open(path, "r+b") as handle:
             handle.truncate(cut)
         raw = raw[:cut]
+    from codescaler.data.jsonl import parse_json_line
+
     rows: dict[Key, dict[str, Any]] = {}
-    for number, line in enumerate(raw.decode("utf-8").split("\n"), start=1):
+    fix = "delete the file to recompute it"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 (byte {err.start})", path=str(path), fix=fix) from None
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        row = parse_json_line(line, path, number, fix=fix)
         try:
-            row = json.loads(line)
             rows[(str(row["task_id"]), str(row["candidate_id"]))] = row
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise InputError(f"unreadable cache row ({err})", path=str(path), line=number,
-                             fix="delete the file to recompute it") from None
+        except KeyError as err:
+            raise InputError(f"unreadable cache row (no {err})", path=str(path), line=number, fix=fix) from None
     return rows
 
 
@@ -195,9 +201,7 @@ def _verdict_row(v: Verdict, cpu_seconds: float) -> dict[str, Any]:
 
 def _truth(args: argparse.Namespace, problems: dict[str, Problem], cands: list[Candidate]) -> dict[Key, bool]:
     if args.verdicts is not None:
-        from codescaler import data
-
-        return {(v.task_id, v.candidate_id): v.status is Status.PASSED for v in data.read_verdicts(args.verdicts)}
+        return {key: v.status is Status.PASSED for key, v in args.verdict_index.items()}
     rows = _execute_cached([(problems[c.task_id], c) for c in cands], args.output_dir / "truth.jsonl", args,
                            "hidden tests")
     return {k: r["status"] == Status.PASSED.value for k, r in rows.items()}
@@ -395,6 +399,10 @@ def run(args: argparse.Namespace) -> int:
     problems, cands = _read_inputs(args)
     if not cands:
         raise InputError("no candidates", path=str(args.candidates), fix="give at least one candidate")
+    if args.verdicts is not None:  # validated before anything is written into --output-dir
+        from codescaler import data
+
+        args.verdict_index = data.index_verdicts(args.verdicts)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     _check_inputs(args.output_dir, args)
     started = time.monotonic()

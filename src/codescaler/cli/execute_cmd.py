@@ -9,8 +9,11 @@ counts.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -21,7 +24,7 @@ from typing import Any
 
 from codescaler.data import file_sha256
 from codescaler.errors import InputError
-from codescaler.records import Candidate, ExtractMode, Limits, Problem
+from codescaler.records import MIN_MEMORY_MB, Candidate, ExtractMode, Limits, Problem
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=_positive_int, default=None, help="parallel runs (default: CPU count)")
     p.add_argument("--timeout", type=_positive_float, default=Limits.cpu_seconds, metavar="S",
                    help="CPU seconds per run; the wall-clock limit is twice this (default %(default)s)")
-    p.add_argument("--memory-mb", type=_positive_int, default=Limits.memory_mb, help="address space per run")
+    p.add_argument("--memory-mb", type=_memory_mb, default=Limits.memory_mb,
+                   help=f"address space per run, at least {MIN_MEMORY_MB} (default %(default)s)")
     p.add_argument("--extract", choices=[m.value for m in ExtractMode], default=ExtractMode.LENIENT.value,
                    help="how code is read out of `response` (default lenient)")
     p.add_argument("--skip-unknown", action="store_true",
@@ -67,27 +71,46 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from err
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
+    # inf would reach setrlimit as an overflow: every run an `error` verdict that a resume never retries.
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
+    return value
+
+
+def _memory_mb(text: str) -> int:
+    value = _positive_int(text)
+    if value < MIN_MEMORY_MB:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_MEMORY_MB} (MiB; Python itself needs about 24 "
+                                         f"to start), got {value}")
     return value
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from codescaler import data
-    from codescaler.executor import ExecuteOptions, execute
-    from codescaler.sandbox import HARNESS_VERSION, isolation
 
     problems = _index_problems(data.read_problems(args.problems), args.problems)
     candidates = data.read_candidates(args.candidates)
     unknown = _check_candidates(candidates, problems, args.candidates, args.problems, args.skip_unknown)
+    with _exclusive(args.output):
+        return _run_locked(args, problems, candidates, unknown)
+
+
+def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidates: list[Candidate],
+                unknown: int) -> int:
+    from tqdm import tqdm
+
+    from codescaler import data
+    from codescaler.executor import ExecuteOptions, VerdictCache, default_cache_dir, execute
+    from codescaler.sandbox import HARNESS_VERSION, isolation
+
     done = read_done(args.output)
     jobs = [(problems[c.task_id], c) for c in candidates
             if c.task_id in problems and (c.task_id, c.candidate_id) not in done]
     limits = Limits(cpu_seconds=args.timeout, wall_seconds=2 * args.timeout, memory_mb=args.memory_mb)
     options = ExecuteOptions(workers=args.workers, limits=limits, extract_mode=ExtractMode(args.extract),
                              cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    if options.use_cache:  # refuse an unusable cache now, before any output is written
+        VerdictCache(options.cache_dir or default_cache_dir()).close()
     iso = isolation()
     manifest: dict[str, Any] = {
         "command": "execute", "harness_version": HARNESS_VERSION,
@@ -100,20 +123,20 @@ def run(args: argparse.Namespace) -> int:
     logger.info("%d candidates: %d already in %s, %d to run, %d unknown task_id skipped; isolation: %s",
                 len(candidates), len(done), args.output, len(jobs), unknown, iso.kind)
     counts: Counter[str] = Counter()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     manifest_path = args.output.with_name(args.output.name + ".manifest.json")
-    _write_json_atomic(manifest_path, {**manifest, "counts": None, "finished": False})
-    with open(args.output, "a", encoding="utf-8") as out, \
-            tqdm(total=len(jobs), unit="cand", desc="execute", disable=None, file=sys.stderr) as bar:
-        for verdict in execute(jobs, options):
-            data.append_jsonl(out, verdict)  # one line, flushed: a killed run keeps every line written
-            counts[str(verdict.status)] += 1
-            bar.update(1)
-            bar.set_postfix(passed=counts["passed"], refresh=False)
-    manifest["counts"] = {"candidates": len(candidates), "resumed": len(done), "ran": sum(counts.values()),
-                          "unknown_task_id": unknown, "by_status": dict(sorted(counts.items()))}
-    manifest["finished"] = True
-    _write_json_atomic(manifest_path, manifest)
+    with _writing(args.output):
+        _write_json_atomic(manifest_path, {**manifest, "counts": None, "finished": False})
+        with open(args.output, "a", encoding="utf-8") as out, \
+                tqdm(total=len(jobs), unit="cand", desc="execute", disable=None, file=sys.stderr) as bar:
+            for verdict in execute(jobs, options):
+                data.append_jsonl(out, verdict)  # one line, flushed: a killed run keeps every line written
+                counts[str(verdict.status)] += 1
+                bar.update(1)
+                bar.set_postfix(passed=counts["passed"], refresh=False)
+        manifest["counts"] = {"candidates": len(candidates), "resumed": len(done), "ran": sum(counts.values()),
+                              "unknown_task_id": unknown, "by_status": dict(sorted(counts.items()))}
+        manifest["finished"] = True
+        _write_json_atomic(manifest_path, manifest)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to run"
     print(f"codescaler execute: {summary} -> {args.output} (isolation: {iso.kind})", file=sys.stderr)
     return 0
@@ -152,11 +175,44 @@ def _check_candidates(candidates: list[Candidate], problems: dict[str, Problem],
     return sum(unknown.values())
 
 
+@contextlib.contextmanager
+def _exclusive(output: Path) -> Any:
+    """Hold an flock on ``OUTPUT.lock`` for the whole run: a second run on the same output (which would
+    append the same verdicts again, or cut a "torn" line the first one is writing) is refused."""
+    if output.is_dir():
+        raise InputError("is a directory", path=str(output), field="--output", fix="give a file path for the verdicts")
+    lock_path = output.with_name(output.name + ".lock")
+    with contextlib.ExitStack() as stack:
+        with _writing(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(open(lock_path, "a+", encoding="utf-8"))
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError("another codescaler execute is writing to this output", path=str(output),
+                             field="--output", fix="wait for it to finish (or stop it), then re-run to resume") from None
+        yield
+
+
+@contextlib.contextmanager
+def _writing(output: Path) -> Any:
+    """OSError while writing the output (full disk, no permission, a file where a folder should be) ->
+    one InputError line; every verdict already written stays, and re-running resumes."""
+    try:
+        yield
+    except OSError as err:
+        raise InputError(f"cannot write: {err.strerror or err}", path=str(err.filename or output), field="--output",
+                         fix="free space / fix permissions or choose another --output; re-run to resume") from None
+
+
 def read_done(path: Path) -> set[tuple[str, str]]:
     """(task_id, candidate_id) of the verdicts already in ``path``; cuts off a torn last line first."""
+    from codescaler.data import parse_json_line
+
     if not path.exists():
         return set()
-    with open(path, "r+b") as fh:
+    fix = "choose another --output, or delete the damaged line to resume"
+    with _writing(path), open(path, "r+b") as fh:
         raw = fh.read()
         end = raw.rfind(b"\n") + 1
         if end < len(raw):
@@ -164,16 +220,19 @@ def read_done(path: Path) -> set[tuple[str, str]]:
                            path, len(raw) - end)
             fh.truncate(end)
             raw = raw[:end]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 (byte {err.start}): not a verdicts file", path=str(path), field="--output",
+                         fix=fix) from None
     done: set[tuple[str, str]] = set()
-    for number, line in enumerate(raw.decode("utf-8").split("\n"), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-            done.add((str(row["task_id"]), str(row["candidate_id"])))
-        except (ValueError, KeyError, TypeError) as err:
-            raise InputError(f"not a verdict line ({err})", path=str(path), line=number,
-                             fix="choose another --output, or delete the damaged line to resume") from err
+        row = parse_json_line(line, path, number, fix=fix)
+        if "task_id" not in row or "candidate_id" not in row:
+            raise InputError("not a verdict line (no task_id/candidate_id)", path=str(path), line=number, fix=fix)
+        done.add((str(row["task_id"]), str(row["candidate_id"])))
     return done
 
 

@@ -63,36 +63,14 @@ def run(args: Any) -> int:
 
 def read_rows(path: Path) -> list[tuple[dict[str, Any], Language]]:
     """Read and validate every row; raises ``InputError`` naming file, line and field on the first bad one."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError("input file not found", path=str(path), fix="check the --input path") from None
-    except IsADirectoryError:
-        raise InputError("input is a directory", path=str(path), fix="pass a JSONL file") from None
-    except UnicodeDecodeError as err:
-        raise InputError(
-            f"not UTF-8 text (byte {err.start})", path=str(path), fix="re-encode as UTF-8"
-        ) from None
+    from codescaler.data.jsonl import parse_json_line, read_text_input
+
+    text = read_text_input(path, fix="pass the --input JSONL file")
     rows: list[tuple[dict[str, Any], Language]] = []
     for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 inside strings
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(
-                f"not valid JSON ({err.msg} at column {err.colno})",
-                path=str(path),
-                line=number,
-                fix="write one JSON object per line",
-            ) from None
-        if not isinstance(row, dict):
-            raise InputError(
-                f"expected a JSON object, got {type(row).__name__}",
-                path=str(path),
-                line=number,
-                fix='write rows like {"id": "a", "response": "..."}',
-            ) from None
+        row = parse_json_line(line, path, number, fix='write rows like {"id": "a", "response": "..."}')
         if "id" not in row or not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool):
             raise InputError(
                 f"missing or not a string/integer: {row.get('id')!r}",

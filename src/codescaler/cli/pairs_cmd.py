@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     )
     problems = data.read_problems(args.problems, require_tests=False)  # pairing needs only the prompt
     candidates = list(data.read_candidates(args.candidates))
-    verdicts = data.read_verdicts(args.verdicts)
+    verdicts = list(data.index_verdicts(args.verdicts).values())  # conflicting duplicates are refused
     paths = {"problems": str(args.problems), "candidates": str(args.candidates), "verdicts": str(args.verdicts)}
     hashes = {name: "sha256:" + file_sha256(Path(p)) for name, p in paths.items()}
     result = build_pairs(problems, candidates, verdicts, options, input_hashes=hashes, paths=paths)

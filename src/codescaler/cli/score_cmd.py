@@ -53,24 +53,15 @@ def register(subparsers: Any) -> None:
 
 def read_items(path: Path) -> list[dict[str, Any]]:
     """Read and validate the input JSONL; raises InputError naming the line and field."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("input file not found", path=str(path), fix="check the --input path") from None
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 ({err.reason})", path=str(path)) from None
+    from codescaler.data.jsonl import parse_json_line, read_text_input
+
+    text = read_text_input(path, fix="pass the --input JSONL file")
     items = []
     seen: dict[str, int] = {}
     for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 in strings
         if not line.strip():
             continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"not valid JSON: {err.msg}", path=str(path), line=number,
-                             fix="one JSON object per line") from None
-        if not isinstance(item, dict):
-            raise InputError(f"expected a JSON object, got {type(item).__name__}", path=str(path), line=number)
+        item = parse_json_line(line, path, number)
         for field in ("id", "prompt", "response"):
             if field not in item:
                 raise InputError("missing", path=str(path), line=number, field=field,

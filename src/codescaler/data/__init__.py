@@ -12,12 +12,15 @@ from codescaler.data.jsonl import (
     candidate_from_json,
     candidate_to_json,
     file_sha256,
+    index_verdicts,
     iter_candidates,
+    parse_json_line,
     problem_from_json,
     problem_to_json,
     read_candidates,
     read_jsonl,
     read_problems,
+    read_text_input,
     read_verdicts,
     to_json,
     verdict_from_json,
@@ -29,8 +32,8 @@ from codescaler.data.jsonl import (
 )
 
 __all__ = [
-    "append_jsonl", "candidate_from_json", "candidate_to_json", "file_sha256", "iter_candidates", "problem_from_json", "problem_to_json",
-    "read_candidates", "read_jsonl", "read_problems", "read_verdicts", "to_json", "verdict_from_json",
+    "append_jsonl", "candidate_from_json", "candidate_to_json", "file_sha256", "index_verdicts", "iter_candidates", "parse_json_line", "problem_from_json", "problem_to_json",
+    "read_candidates", "read_jsonl", "read_problems", "read_text_input", "read_verdicts", "to_json", "verdict_from_json",
     "verdict_to_json", "write_candidates", "write_jsonl", "write_problems", "write_verdicts",
 ]
 

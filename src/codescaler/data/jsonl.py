@@ -41,6 +41,83 @@ def _open_text(path: Path) -> IO[str]:
     return open(path, encoding="utf-8", newline="\n")
 
 
+class BadJsonLine(ValueError):
+    """A line that is not one usable JSON value; the message says why (no location: callers add it)."""
+
+
+def decode_json_line(line: str) -> Any:
+    """``json.loads`` for one line of a file: every way a line can break the decoder (bad syntax, 100 000
+    nested ``[``, an integer longer than Python converts) becomes ``BadJsonLine`` with a short reason."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        shown = line[:60] + ("..." if len(line) > 60 else "")
+        raise BadJsonLine(f"not valid JSON ({err.msg} at column {err.colno}): {shown!r}") from None
+    except RecursionError:
+        raise BadJsonLine("JSON nested too deeply to read") from None
+    except ValueError as err:  # an integer over sys.get_int_max_str_digits(), ...
+        raise BadJsonLine(f"unreadable JSON value ({str(err)[:120]})") from None
+
+
+def surrogate_field(row: dict, line: str) -> str | None:
+    """The top-level field of ``row`` holding a lone UTF-16 surrogate (``"\\ud800"``), or None.
+
+    Such a string cannot be written as UTF-8, hashed or tokenised: it would crash a run later, at the
+    same line on every resume. It can only come from a ``\\u`` escape, so other lines are not walked.
+    """
+    if "\\u" not in line:
+        return None
+    for key, value in row.items():
+        stack = [key, value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    return None
+
+
+def parse_json_line(line: str, path: str | os.PathLike[str], number: int,
+                    fix: str = "write one JSON object per line") -> dict:
+    """One line -> a JSON object, or ``InputError`` naming path, line (and field) and the fix."""
+    try:
+        row = decode_json_line(line)
+    except BadJsonLine as err:
+        raise InputError(str(err), path=str(path), line=number, fix=fix) from None
+    return _checked_row(row, line, path, number, fix)
+
+
+def _checked_row(row: Any, line: str, path: str | os.PathLike[str], number: int, fix: str) -> dict:
+    if not isinstance(row, dict):
+        raise InputError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=number, fix=fix)
+    field = surrogate_field(row, line)
+    if field is not None:
+        raise InputError("contains a lone UTF-16 surrogate (e.g. \"\\ud800\"), which is not text",
+                         path=str(path), line=number, field=field, fix="remove or replace the broken escape")
+    return row
+
+
+def read_text_input(path: str | os.PathLike[str], fix: str = "pass a UTF-8 JSONL file") -> str:
+    """A whole input file as text; a missing file, a folder, unreadable or non-UTF-8 bytes -> InputError."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")  # bytes: no newline translation of a stray '\r'
+    except FileNotFoundError:
+        raise InputError("file not found", path=str(path), fix="check the path") from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a file", path=str(path), fix=fix) from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text (byte {err.start})", path=str(path), fix=fix) from None
+    except OSError as err:
+        raise InputError(f"cannot read: {err.strerror or err}", path=str(path), fix="check the path") from None
+
+
 def read_jsonl(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSONL file (``.gz`` read transparently).
 
@@ -49,41 +126,36 @@ def read_jsonl(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False
     (a writer killed mid-line) is skipped with a warning instead. Unreadable files raise ``InputError``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError("is a directory, not a file", path=str(path), fix="pass a JSONL file")
     try:
         fh = _open_text(path)
     except OSError as err:
         raise InputError(f"cannot open: {err.strerror or err}", path=str(path), fix="check the path") from err
     with fh:
-        pending: tuple[int, str, json.JSONDecodeError] | None = None
+        pending: tuple[int, str, BadJsonLine] | None = None
         try:
             for number, line in enumerate(fh, 1):
                 if pending is not None:  # a malformed line followed by more lines is not a torn tail
-                    _raise_bad_json(path, *pending)
+                    raise InputError(str(pending[2]), path=str(path), line=pending[0],
+                                     fix="write one JSON object per line")
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
+                    row = decode_json_line(line)
+                except BadJsonLine as err:
                     if tolerate_torn_tail and not line.endswith("\n"):
                         pending = (number, line, err)
                         continue
-                    _raise_bad_json(path, number, line, err)
-                if not isinstance(row, dict):
-                    raise InputError(f"expected a JSON object, got {type(row).__name__}", path=str(path),
-                                     line=number, fix="write one JSON object per line")
-                yield number, row
+                    raise InputError(str(err), path=str(path), line=number,
+                                     fix="write one JSON object per line") from None
+                yield number, _checked_row(row, line, path, number, "write one JSON object per line")
         except (OSError, EOFError, UnicodeDecodeError) as err:
             raise InputError(f"cannot read: {err}", path=str(path),
                              fix="check the file is UTF-8 JSONL (optionally gzip-compressed)") from err
         if pending is not None:
             logger.warning("%s:%d: skipping a torn last line (%d chars, no trailing newline)",
                            path, pending[0], len(pending[1]))
-
-
-def _raise_bad_json(path: Path, number: int, line: str, err: json.JSONDecodeError) -> None:
-    shown = line[:60] + ("..." if len(line) > 60 else "")
-    raise InputError(f"not valid JSON ({err.msg} at column {err.colno}): {shown!r}", path=str(path), line=number,
-                     fix="write one JSON object per line") from err
 
 
 def to_json(obj: Any) -> Any:
@@ -358,6 +430,24 @@ def read_verdicts(path: str | os.PathLike[str], tolerate_torn_tail: bool = True)
     """Read a verdicts file; by default a torn last line (interrupted writer) is skipped with a warning."""
     return [verdict_from_json(row, path=str(path), line=line)
             for line, row in read_jsonl(path, tolerate_torn_tail=tolerate_torn_tail)]
+
+
+def index_verdicts(path: str | os.PathLike[str]) -> dict[tuple[str, str], Verdict]:
+    """Verdicts by (task_id, candidate_id). The same verdict twice is fine (a resumed run); two that
+    disagree on the status for one candidate raise ``InputError`` naming both lines: which is true is
+    unknowable, and taking the last one silently would make a label up."""
+    index: dict[tuple[str, str], tuple[int, Verdict]] = {}
+    for line, row in read_jsonl(path, tolerate_torn_tail=True):
+        verdict = verdict_from_json(row, path=str(path), line=line)
+        key = (verdict.task_id, verdict.candidate_id)
+        first = index.get(key)
+        if first is not None and first[1].status is not verdict.status:
+            raise InputError(f"conflicting verdicts for task_id {key[0]!r}, candidate_id {key[1]!r}: "
+                             f"{first[1].status.value} on line {first[0]}, {verdict.status.value} here",
+                             path=str(path), line=line, field="status",
+                             fix="keep one verdict per candidate (re-execute into a fresh file)")
+        index.setdefault(key, (line, verdict))
+    return {key: verdict for key, (_, verdict) in index.items()}
 
 
 def write_verdicts(path: str | os.PathLike[str], verdicts: Iterable[Verdict]) -> int:
