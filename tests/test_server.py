@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from codescaler.cli import main as cli_main
 from codescaler.errors import InputError
 from codescaler.integrations import verl as verl_adapter
 from codescaler.integrations.client import RemoteScorer
-from codescaler.integrations.openrlhf import split_queries, split_query
+from codescaler.integrations.openrlhf import split_queries, split_query, strip_end_tokens
 from codescaler.integrations.trl import CodeScalerReward
 from codescaler.models import build_tiny_model
 from codescaler.records import Score
@@ -399,3 +400,44 @@ def test_batcher_answers_overloaded_when_full_and_isolates_a_failing_request() -
     good, bad, fine = asyncio.run(isolated())
     assert isinstance(bad, InputError)
     assert [s.reward for s in good] == [3.0] and [s.reward for s in fine] == [5.0]  # type: ignore[union-attr]
+
+
+# The shapes that made the old template regexes quadratic (issue 15 item 10): runs of newlines or blanks
+# where a header may start but none follows, many headers without their terminator, many end tokens.
+_N = 65_536
+HOSTILE_QUERIES: dict[str, tuple[str, str | None]] = {
+    "newlines": ("\n" * _N, None),
+    "blank lines": (" \n" * (_N // 2), None),
+    "plain user then newlines": ("User: q" + "\n" * _N + "x\nAssistant: y", None),
+    "plain header then newlines": ("Assistant:" + "\n" * _N, None),
+    "inst with newline runs": ("[INST] q" + "\n \n" * (_N // 3) + "x [/INST] y", None),
+    "inst headers with open sys blocks": ("[INST] <<SYS>>" * (_N // 8) + "[/INST] y", None),
+    "chatml user headers": ("<|im_start|>user" * (_N // 8) + "<|im_start|>assistant\nx", None),
+    "llama3 user headers": ("<|start_header_id|>user<|end_header_id|>" * (_N // 16)
+                            + "<|start_header_id|>assistant<|end_header_id|>x", None),
+    "end tokens": ("<|im_start|>user\nq<|im_end|><|im_start|>assistant\nx" + "<|im_end|> " * (_N // 4), None),
+    "prompt of newlines": ("P" + "\n" * _N + "resp", "P" + "\n" * _N),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_QUERIES))
+def test_split_query_takes_linear_time_on_hostile_queries(name: str) -> None:
+    query, prompt = HOSTILE_QUERIES[name]
+    started = time.perf_counter()
+    with contextlib.suppress(InputError):  # refusing is fine; taking long is not
+        split_query(query, prompt)
+    elapsed = time.perf_counter() - started
+    # Linear parsing of 64k characters takes milliseconds; the quadratic regexes took 5-80 s here.
+    assert elapsed < 0.5, f"{name}: {elapsed:.2f} s for {len(query)} characters"
+
+
+def test_split_query_keeps_its_rules_on_edge_cases() -> None:
+    # Header whitespace, system blocks, multi-line plain turns and stacked end tokens.
+    assert split_query("<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n  a <|im_end|>\n<|endoftext|> ") == \
+        ("q", "  a")
+    assert split_query("[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\n  two\nlines  [/INST]  ans </s>") == ("two\nlines", "ans")
+    assert split_query("System: hi\n\nUser:\n  line 1\n  line 2\n\n  ASSISTANT: ok") == ("line 1\n  line 2", "ok")
+    assert split_query("### Instruction:\nsum\n### Response:\ncode") == ("sum", "code")
+    assert split_query("<｜User｜>a<｜Assistant｜>b<｜end▁of▁sentence｜><｜User｜>c<｜Assistant｜>d") == ("c", "d")
+    assert strip_end_tokens("x </s> <pad>\n<pad>") == "x"
+    assert strip_end_tokens("   ") == ""
