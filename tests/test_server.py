@@ -28,6 +28,7 @@ from codescaler.models import build_tiny_model
 from codescaler.records import Score
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.scorer import Scorer
+from codescaler.server.app import ServerSettings
 from codescaler.server.batcher import Batcher, Overloaded, ShuttingDown
 
 PROBLEM = ("Write a function `is_palindrome(s: str) -> bool` that ignores case and non-alphanumerics.\n"
@@ -40,7 +41,7 @@ NO_CODE = "I think you should use two pointers; the code is left as an exercise.
 BROKEN = "```python\ndef is_palindrome(s):\n    return s == s[::-1]\n"  # unclosed block (truncated output)
 SYNTAX = "```python\ndef f(:\n    return\n```"
 
-MAX_ITEMS = 32
+MAX_ITEMS = ServerSettings().max_items_per_request  # the module's server runs with the default
 MAX_CHARS = 20_000
 
 
@@ -69,8 +70,7 @@ class Server:
 def _start_server(model: Path, log: Path, *extra: str) -> Server:
     port = _free_port()
     cmd = [sys.executable, "-m", "codescaler", "serve", "--model", str(model), "--port", str(port),
-           "--device", "cpu", "--max-items-per-request", str(MAX_ITEMS), "--max-chars-per-item", str(MAX_CHARS),
-           *extra]
+           "--device", "cpu", "--max-chars-per-item", str(MAX_CHARS), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     handle = open(log, "wb")  # noqa: SIM115 - the child writes to it for the server's lifetime
     proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
@@ -184,12 +184,12 @@ def test_body_that_is_not_json_gets_422(server: Server) -> None:
 
 
 def test_too_many_items_get_413_naming_the_limit(server: Server) -> None:
-    items = [{"prompt": PROBLEM, "response": GOOD}] * (MAX_ITEMS + 1)
+    items = [{"prompt": "p", "response": "r"}] * (MAX_ITEMS + 1)
     response = _score(server, items)
     assert response.status_code == 413
     assert f"max_items_per_request={MAX_ITEMS}" in response.json()["error"]
     queries = ["<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\nx"] * (MAX_ITEMS + 1)
-    assert httpx.post(f"{server.url}/get_reward", json={"query": queries}, timeout=30).status_code == 413
+    assert httpx.post(f"{server.url}/get_reward", json={"query": queries}, timeout=60).status_code == 413
 
 
 def test_huge_item_gets_413_naming_the_item_and_limit(server: Server) -> None:
@@ -290,10 +290,9 @@ def test_trl_and_verl_adapters_through_the_server_match_in_process_scoring(
     try:
         batch = verl_adapter.compute_score_batch(["d"] * 4, responses, [None] * 4, [{"question": PROBLEM}] * 4)
         assert batch == pytest.approx(remote, abs=1e-6)
-        # More items than the server takes per request are chunked by the client.
-        many = verl_adapter.compute_score_batch(["d"] * (MAX_ITEMS + 5), [GOOD] * (MAX_ITEMS + 5),
-                                                [None] * (MAX_ITEMS + 5), [{"question": PROBLEM}] * (MAX_ITEMS + 5))
-        assert len(many) == MAX_ITEMS + 5 and len(set(many)) == 1
+        # More items than one model batch (--max-batch 64) are chunked by the server.
+        many = verl_adapter.compute_score_batch(["d"] * 69, [GOOD] * 69, [None] * 69, [{"question": PROBLEM}] * 69)
+        assert len(many) == 69 and len(set(many)) == 1
     finally:
         verl_adapter.set_scorer(None)
     with pytest.raises(RuntimeError, match="422"):
@@ -441,3 +440,232 @@ def test_split_query_keeps_its_rules_on_edge_cases() -> None:
     assert split_query("<｜User｜>a<｜Assistant｜>b<｜end▁of▁sentence｜><｜User｜>c<｜Assistant｜>d") == ("c", "d")
     assert strip_end_tokens("x </s> <pad>\n<pad>") == "x"
     assert strip_end_tokens("   ") == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# hostile clients (issue 15 items 10-12) and OpenRLHF's whole-rollout request (issue 14 item 2)
+
+
+def _raw_post(port: int, path: str, body: bytes | None, headers: dict[str, str], chunks: int = 0,
+              chunk: bytes = b"") -> tuple[int, dict, bool]:
+    """POST over a raw socket; with ``chunks`` the body is sent chunked (no Content-Length): ``body`` as the
+    first chunk, then ``chunk`` ``chunks`` times. Returns (status, JSON body, whether every byte was sent)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sent_all = True
+    try:
+        if chunks:
+            sock.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
+            try:
+                for piece in [body or b""] + [chunk] * chunks + [b'{"prompt": "p", "response": "r"}]}']:
+                    sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                sock.sendall(b"0\r\n\r\n")
+            except OSError:
+                sent_all = False  # the server may stop reading once it has answered
+        else:
+            sock.sendall(head.encode() + b"\r\n" + (body or b""))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        header, rest = data.split(b"\r\n\r\n", 1)
+        length = int(next(line.split(b":")[1] for line in header.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        return int(header.split()[1]), json.loads(rest[:length]), sent_all
+    finally:
+        sock.close()
+
+
+def test_a_chunked_body_over_the_byte_limit_gets_413_as_it_arrives(server: Server) -> None:
+    limit = ServerSettings().max_body_bytes
+    item = b'{"prompt": "p", "response": "' + b"a" * 10_000 + b'"},'
+    piece = item * 100  # ~1 MB; 70 of them: 70 MB with no Content-Length, every item under the char limit
+    status, body, _ = _raw_post(server.port, "/score", b'{"items": [', {"Content-Type": "application/json"},
+                                chunks=70, chunk=piece)
+    assert status == 413, body
+    assert f"max_body_bytes={limit}" in body["error"]
+    # The same by Content-Length is refused before a byte of the body is read.
+    status, body, _ = _raw_post(server.port, "/get_reward", None, {"Content-Length": str(limit + 1)})
+    assert status == 413 and f"max_body_bytes={limit}" in body["error"]
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_routing_and_body_errors_use_the_documented_error_shape(server: Server) -> None:
+    missing = httpx.get(f"{server.url}/nope")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong_method = httpx.get(f"{server.url}/score")
+    assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "Method Not Allowed"}
+    assert "POST" in wrong_method.headers["allow"]
+    for bad, words in ((b"\xff\xfe\x00garbage", "JSON"), (b"[" * 100_000, "nested too deeply"),
+                       (b'{"items": [], "n": ' + b"9" * 5000 + b"}", "JSON")):
+        response = httpx.post(f"{server.url}/score", content=bad, headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert words in response.json()["error"] and set(response.json()) <= {"error", "detail"}
+
+
+def _json_ascii(obj: object) -> bytes:
+    # How OpenRLHF's requests.post(json=...) encodes: ASCII with \\u escapes, so a lone surrogate travels.
+    return json.dumps(obj).encode("ascii")
+
+
+def test_lone_surrogates_are_refused_at_the_edge_with_422_naming_the_field(server: Server) -> None:
+    items = [{"prompt": PROBLEM, "response": GOOD}, {"prompt": "two \ud800 sum", "response": GOOD}]
+    response = httpx.post(f"{server.url}/score", content=_json_ascii({"items": items}),
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "'items.1.prompt'" in response.json()["error"] and "surrogate" in response.json()["error"]
+    prompt = f"<|im_start|>user\n{PROBLEM}<|im_end|>\n<|im_start|>assistant\n"
+    body = {"query": [prompt + GOOD, prompt + "```python\nx = '\udfff'\n```"], "prompts": [prompt, prompt]}
+    response = httpx.post(f"{server.url}/get_reward", content=_json_ascii(body),
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "'query.1'" in response.json()["error"]
+    # A surrogate pair is ordinary text (an emoji) and is scored.
+    body = {"items": [{"prompt": PROBLEM + " \U0001F600", "response": GOOD}]}
+    response = httpx.post(f"{server.url}/score", content=_json_ascii(body), headers={"content-type": "application/json"})
+    assert response.status_code == 200 and response.json()["valid"] == [True]
+
+
+def test_serve_refuses_a_batching_window_that_is_not_a_finite_number(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for value, shown in (("nan", "got nan"), ("inf", "got inf"), ("-1", "got -1"), ("1e9", "got 1e+09")):
+        assert cli_main(["serve", "--model", str(tmp_path / "nope"), "--max-wait-ms", value]) == 2
+        err = capsys.readouterr().err
+        assert "'max-wait-ms'" in err and shown in err and err.count("\n") == 1, err
+    assert cli_main(["serve", "--model", str(tmp_path / "nope"), "--graceful-timeout", "nan"]) == 2
+    assert "graceful-timeout" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_wait_ms"):
+        Batcher(_length_scores, max_wait_ms=float("nan"))
+
+
+def _openrlhf_rollout(count: int) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """(queries, prompts, labels, problems, responses) as OpenRLHF 0.9's RemoteRewardModel builds them:
+    prompts from the Qwen chat template (apply_chat_template, add_generation_prompt=True), queries =
+    tokenizer.batch_decode(prompt + response tokens, skip_special_tokens=False) with the pad tokens
+    removed (the eos <|im_end|> stays), labels the dataset's label strings."""
+    system = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+    pool = [GOOD, GOOD_2, NO_CODE, BROKEN, SYNTAX]
+    queries, prompts, labels, problems, responses = [], [], [], [], []
+    for i in range(count):
+        problem = f"{(PROBLEM, PROBLEM_2)[i % 2]} (case {i // 8})"          # 8 samples per prompt
+        response = pool[i % 5].replace("```python\n", f"```python\n# sample {i}\n", 1)
+        prompt = f"{system}<|im_start|>user\n{problem}<|im_end|>\n<|im_start|>assistant\n"
+        queries.append(prompt + response + "<|im_end|>")
+        prompts.append(prompt)
+        labels.append(json.dumps({"inputs": ["3"], "outputs": ["2"]}))
+        problems.append(problem)
+        responses.append(response)
+    return queries, prompts, labels, problems, responses
+
+
+def test_an_openrlhf_rollout_of_1024_queries_in_one_request_matches_in_process_scoring(
+        server: Server, tiny_rm: Path) -> None:
+    requests = pytest.importorskip("requests")
+    queries, prompts, labels, problems, responses = _openrlhf_rollout(1024)  # 128 prompts x 8 samples
+    # Exactly OpenRLHF 0.9's request_api_wrapper: requests.post(json=...), its header and timeout.
+    reply = requests.post(url=f"{server.url}/get_reward", json={"query": queries, "prompts": prompts, "labels": labels},
+                          headers={"Content-Type": "application/json"}, timeout=180)
+    reply.raise_for_status()
+    body = reply.json()
+    assert len(body["rewards"]) == 1024 and body["scores"] == body["rewards"]
+    assert all(len(values) == 1024 for values in body["extra_logs"].values())
+    local = Scorer.load(str(tiny_rm), device="cpu").score(problems, responses)
+    expected = [s.reward for s in local]
+    assert len({round(r, 4) for r in expected if r > 0}) > 100 and expected.count(0.0) > 300  # scores differ
+    assert body["rewards"] == pytest.approx(expected, abs=1e-5)
+    assert body["extra_logs"]["valid"] == [1.0 if s.valid else 0.0 for s in local]
+    info = httpx.get(f"{server.url}/info").json()
+    assert info["limits"]["max_batch"] == 64  # so the model saw the rollout in chunks of 64, not 1,024 at once
+
+
+# --------------------------------------------------------------------------------------------------
+# the batcher: chunks, isolation by halves, a stopped collector
+
+
+def test_batcher_feeds_a_large_request_in_chunks_and_serves_others_between_them() -> None:
+    calls: list[tuple[int, bool]] = []
+
+    def recording(prompts, responses, languages):
+        calls.append((len(prompts), "small" in prompts))
+        return _length_scores(prompts, responses, languages)
+
+    async def main() -> tuple[list[Score], list[Score]]:
+        batcher = Batcher(recording, max_batch=10, max_wait_ms=0)
+        await batcher.start()
+        try:
+            big = asyncio.create_task(batcher.submit([f"p{i}" for i in range(95)], ["r"] * 95))
+            await asyncio.sleep(0)
+            small = asyncio.create_task(batcher.submit(["small"], ["r"]))
+            return await big, await small
+        finally:
+            await batcher.close()
+
+    big, small = asyncio.run(main())
+    assert [s.reward for s in big] == [float(len(f"p{i}") + 1) for i in range(95)]  # in order
+    assert [s.reward for s in small] == [6.0]
+    assert max(size for size, _ in calls) <= 10 and sum(size for size, _ in calls) == 96
+    assert calls.index((1, True)) < len(calls) - 1  # the small request did not wait for all ten chunks
+
+
+def test_batcher_isolates_a_failing_request_by_halves_not_one_by_one() -> None:
+    calls: list[int] = []
+
+    def recording(prompts, responses, languages):
+        calls.append(len(prompts))
+        return _length_scores(prompts, responses, languages)
+
+    async def main() -> list[object]:
+        batcher = Batcher(recording, max_batch=1000, max_wait_ms=200)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(["p"], ["boom" if i == 37 else "ok"]) for i in range(64)),
+                                        return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(main())
+    assert isinstance(results[37], InputError)
+    assert all(r[0].reward == 3.0 for i, r in enumerate(results) if i != 37)  # type: ignore[index]
+    # 1 full batch + 2 per level of halving (log2 64 = 6): 13 calls; one by one would be 65.
+    assert len(calls) <= 13 and sum(calls) <= 64 * 3
+
+
+class _Fatal(BaseException):
+    """Stands for a fault no ordinary ``except Exception`` sees (it stops the collector task)."""
+
+
+def test_a_stopped_scoring_worker_answers_503_and_health_says_dead() -> None:
+    import uvicorn
+
+    from codescaler.server.app import create_app
+
+    class FatalOnDie:
+        info = {"model": "stand-in"}
+
+        def score(self, prompts, responses, languages=None):
+            if "die" in responses:
+                raise _Fatal("the scoring thread hit a fatal fault")
+            return _length_scores(list(prompts), list(responses), list(languages or [None] * len(prompts)))
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(FatalOnDie(), ServerSettings(max_wait_ms=0)), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        assert httpx.post(f"{url}/score", json={"items": [{"prompt": "p", "response": "ok"}]}).status_code == 200
+        dying = httpx.post(f"{url}/score", json={"items": [{"prompt": "p", "response": "die"}]}, timeout=10)
+        assert dying.status_code == 503 and "restart" in dying.json()["error"]
+        health = httpx.get(f"{url}/health", timeout=5)
+        assert health.status_code == 503 and health.json()["status"] == "dead"
+        assert "_Fatal" in health.json()["error"]
+        after = httpx.post(f"{url}/score", json={"items": [{"prompt": "p", "response": "ok"}]}, timeout=10)
+        assert after.status_code == 503
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
