@@ -8,12 +8,14 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,8 +43,8 @@ NO_CODE = "I think you should use two pointers; the code is left as an exercise.
 BROKEN = "```python\ndef is_palindrome(s):\n    return s == s[::-1]\n"  # unclosed block (truncated output)
 SYNTAX = "```python\ndef f(:\n    return\n```"
 
-MAX_ITEMS = ServerSettings().max_items_per_request  # the module's server runs with the default
-MAX_CHARS = 20_000
+MAX_ITEMS = ServerSettings().max_items_per_request  # the module's server runs with the default limits
+MAX_CHARS = ServerSettings().max_chars_per_item
 
 
 def _free_port() -> int:
@@ -70,7 +72,7 @@ class Server:
 def _start_server(model: Path, log: Path, *extra: str) -> Server:
     port = _free_port()
     cmd = [sys.executable, "-m", "codescaler", "serve", "--model", str(model), "--port", str(port),
-           "--device", "cpu", "--max-chars-per-item", str(MAX_CHARS), *extra]
+           "--device", "cpu", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     handle = open(log, "wb")  # noqa: SIM115 - the child writes to it for the server's lifetime
     proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
@@ -669,3 +671,127 @@ def test_a_stopped_scoring_worker_answers_503_and_health_says_dead() -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+# --------------------------------------------------------------------------------------------------
+# other clients' throughput next to poisoned and stalling ones, measured against a clean run in the same
+# test (alternating clean and disturbed phases, so drift in the machine's load hits both alike)
+
+NORMAL_CLIENTS = 8
+PAIRS, PHASE_S = 8, 0.75
+# The goal is >= 0.9. On this shared 2-core box the same measurement with no disturber at all ranged
+# 0.81-1.35 (benchmarks/bench_server.py --hostile prints that noise next to the real figures), so the test
+# asserts a bound the defects were far below (the poison retry path gave 0.32; one stalling query gave 0:
+# the event loop stopped for 18 s) and the figures are reported from benchmark runs.
+MIN_RATIO = 0.5
+
+
+async def _throughput_ratio(url: str, disturber: Any) -> dict[str, float]:
+    """Median over PAIRS of (items/s of NORMAL_CLIENTS closed-loop clients, 2 unique items per request,
+    while ``disturber(session, stop_at, stats)`` runs beside them) / (the same in the clean phase just
+    before). Short alternating phases and the median keep drift in the machine's load out of the ratio.
+    Also the slowest /health answer during the disturbed phases."""
+    import aiohttp
+
+    stats: dict[str, float] = {"health_max_s": 0.0, "disturber_requests": 0, "client_interval_s": 0.1}
+
+    async def normal(session: aiohttp.ClientSession, stop_at: float, tag: str, counter: list[int]) -> None:
+        i = 0
+        while time.perf_counter() < stop_at:
+            items = [{"prompt": PROBLEM, "response": GOOD.replace("re.sub", f"re.sub  # {tag} {i} {k}")} for k in range(2)]
+            async with session.post("/score", json={"items": items}) as reply:
+                assert reply.status == 200, await reply.text()
+                await reply.read()
+            counter[0] += 2
+            i += 1
+
+    async def health(session: aiohttp.ClientSession, stop_at: float) -> None:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            async with session.get("/health") as reply:
+                assert reply.status == 200
+            stats["health_max_s"] = max(stats["health_max_s"], time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+
+    ratios: list[float] = []
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*(normal(session, time.perf_counter() + 0.5, f"w{c}", [0]) for c in range(4)))
+        clean_rate = 0.0
+        for phase in range(2 * PAIRS):
+            disturbed = phase % 2 == 1
+            counter = [0]
+            started = time.perf_counter()
+            stop_at = started + PHASE_S
+            tasks = [normal(session, stop_at, f"{phase}.{c}", counter) for c in range(NORMAL_CLIENTS)]
+            if disturbed:
+                tasks += [disturber(session, stop_at, stats), health(session, stop_at)]
+            await asyncio.gather(*tasks)
+            rate = counter[0] / (time.perf_counter() - started)
+            if disturbed:
+                ratios.append(rate / clean_rate)
+            else:  # how often one normal client got a request through: a paced disturber's interval
+                clean_rate = rate
+                stats["client_interval_s"] = NORMAL_CLIENTS * 2 / rate
+    stats["ratio"] = statistics.median(ratios)
+    return stats
+
+
+def test_poisoned_clients_do_not_slow_the_other_clients_down(server: Server) -> None:
+    poison = _json_ascii({"items": [{"prompt": PROBLEM, "response": GOOD},
+                                    {"prompt": "two \ud800 sum", "response": GOOD_2}]})
+
+    async def poisoned_clients(session: Any, stop_at: float, stats: dict[str, float]) -> None:
+        # Four RL workers whose batches carry a poisoned prompt, each sending as often as a normal client
+        # does (unpaced, a 422 is so cheap that 4 clients send 3x the normal clients' requests: that is
+        # load, not poison; benchmarks/bench_server.py --hostile measures both).
+        async def one() -> None:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                async with session.post("/score", data=poison, headers={"content-type": "application/json"}) as reply:
+                    assert reply.status == 422, await reply.text()
+                    await reply.read()
+                stats["disturber_requests"] += 1
+                await asyncio.sleep(max(0.0, stats["client_interval_s"] - (time.perf_counter() - started)))
+        await asyncio.gather(*(one() for _ in range(4)))
+
+    failed_before = httpx.get(f"{server.url}/info").json()["failed_batches"]
+    stats = asyncio.run(_throughput_ratio(server.url, poisoned_clients))
+    print(f"poison: {stats}")
+    assert stats["disturber_requests"] > 20
+    assert httpx.get(f"{server.url}/info").json()["failed_batches"] == failed_before  # never reached the model
+    assert stats["ratio"] >= MIN_RATIO, stats
+
+
+def test_queries_with_64k_newlines_do_not_stall_the_server(server: Server) -> None:
+    n = 65_536
+    stalls = [_json_ascii(body) for body in (
+        {"query": ["\n" * n]},                                                         # no template: 422
+        {"query": ["[INST] q" + "\n \n" * (n // 3) + " [/INST] " + GOOD_2]},           # parsed and scored
+        {"query": ["P" + "\n" * n + GOOD_2], "prompts": ["P" + "\n" * n]},             # prompt given
+        {"query": ["User: q" + "\n" * n]},                                             # header, no answer
+    )]
+
+    async def stalling_client(session: Any, stop_at: float, stats: dict[str, float]) -> None:
+        i = 0
+        while time.perf_counter() < stop_at:
+            async with session.post("/get_reward", data=stalls[i % len(stalls)],
+                                    headers={"content-type": "application/json"}) as reply:
+                assert reply.status in (200, 422), await reply.text()
+                await reply.read()
+            stats["disturber_requests"] += 1
+            i += 1
+
+    stats = asyncio.run(_throughput_ratio(server.url, stalling_client))
+    print(f"stall: {stats}")
+    assert stats["disturber_requests"] >= 8
+    assert stats["health_max_s"] < 2.0, stats  # one such query held the event loop for 18 s
+    assert stats["ratio"] >= MIN_RATIO, stats
+
+
+def test_the_client_plans_requests_under_the_servers_item_and_byte_limits() -> None:
+    from codescaler.integrations.client import plan_chunks
+
+    assert plan_chunks([], 10, 100) == []
+    assert plan_chunks([1] * 25, 10, 100) == [(0, 10), (10, 20), (20, 25)]
+    assert plan_chunks([40, 40, 40, 500, 10], 10, 100) == [(0, 2), (2, 3), (3, 4), (4, 5)]

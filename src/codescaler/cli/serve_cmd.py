@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     _check_port(args.port)
     _finite(args.max_wait_ms, "max-wait-ms", 0.0, 60_000.0)
     _finite(args.graceful_timeout, "graceful-timeout", 0.0)
-    _finite(args.max_body_mb, "max-body-mb", 1 / 1024, 1024.0)
+    _finite(args.max_body_mb, "max-body-mb", 0.001, 1024.0)
 
     import uvicorn
 

@@ -113,10 +113,10 @@ class BodyInvalid(Exception):
         super().__init__(errors[0]["message"] if errors else "invalid request")
 
 
-Request = TypeVar("Request", bound=BaseModel)
+Model = TypeVar("Model", bound=BaseModel)
 
 
-def decode_body(model: type[Request], body: bytes) -> Request:
+def decode_body(model: type[Model], body: bytes) -> Model:
     """Parse a JSON body (UTF-8, -16 or -32) into ``model``; raises ``BodyInvalid`` naming the field.
 
     Time and memory are linear in ``len(body)``: the caller bounds the body's size first."""
