@@ -715,7 +715,9 @@ async def _throughput_ratio(url: str, disturber: Any) -> dict[str, float]:
 
     ratios: list[float] = []
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+    # The disturbers get their own connections: a connection the server drops must not hit a normal client.
+    async with aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session, \
+            aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as other:
         await asyncio.gather(*(normal(session, time.perf_counter() + 0.5, f"w{c}", [0]) for c in range(4)))
         clean_rate = 0.0
         for phase in range(2 * PAIRS):
@@ -725,7 +727,7 @@ async def _throughput_ratio(url: str, disturber: Any) -> dict[str, float]:
             stop_at = started + PHASE_S
             tasks = [normal(session, stop_at, f"{phase}.{c}", counter) for c in range(NORMAL_CLIENTS)]
             if disturbed:
-                tasks += [disturber(session, stop_at, stats), health(session, stop_at)]
+                tasks += [disturber(other, stop_at, stats), health(other, stop_at)]
             await asyncio.gather(*tasks)
             rate = counter[0] / (time.perf_counter() - started)
             if disturbed:

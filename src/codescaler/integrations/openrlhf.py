@@ -50,6 +50,7 @@ class _Header:
     literal: str = ""
     line: re.Pattern[str] | None = None
     tail: re.Pattern[str] = _NOTHING   # what follows the marker and still belongs to the header
+    words: tuple[str, ...] = ()        # with ``line``: a text holding none of these has no header (fast path)
 
     def last(self, text: str) -> tuple[int, int] | None:
         """(start, end) of the last header in ``text``, ``end`` past its tail; None if there is none."""
@@ -60,8 +61,9 @@ class _Header:
             marker_end = start + len(self.literal)
         else:
             found = None
-            for match in self.line.finditer(text):
-                found = match
+            if any(word in text for word in self.words):
+                for match in self.line.finditer(text):
+                    found = match
             if found is None:
                 return None
             start, marker_end = found.start(), found.end()
@@ -73,14 +75,15 @@ class _Header:
         if self.line is None:
             found = text.find(self.literal, pos)
             return found if found >= 0 else len(text)
-        match = self.line.search(text, pos)
+        match = self.line.search(text, pos) if any(word in text for word in self.words) else None
         return match.start() if match else len(text)
 
 
-def _plain(words: str) -> re.Pattern[str]:
+def _plain(*words: str) -> _Header:
     # A line whose first non-blank text is one of ``words`` and a colon. [^\S\n] (blank but not newline)
     # keeps each attempt inside one line.
-    return re.compile(rf"(?m)^[^\S\n]*(?:{words}):")
+    return _Header(line=re.compile(rf"(?m)^[^\S\n]*(?:{'|'.join(map(re.escape, words))}):"), tail=_PLAIN_TAIL,
+                   words=words)
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class _Template:
     system_block: bool = False         # a leading <<SYS>>...<</SYS>> block in the user turn is not the problem
 
 
-_PLAIN_ASSISTANT = _Header(line=_plain("Assistant|ASSISTANT|### Response"), tail=_PLAIN_TAIL)
+_PLAIN_ASSISTANT = _plain("Assistant", "ASSISTANT", "### Response")
 _TEMPLATES: tuple[_Template, ...] = (
     _Template("chatml", _Header("<|im_start|>assistant", tail=_ROLE_LINE), _Header("<|im_start|>user", tail=_ROLE_LINE),
               (_Header("<|im_end|>"), _Header("<|im_start|>"))),
@@ -103,8 +106,8 @@ _TEMPLATES: tuple[_Template, ...] = (
               (_Header("<｜Assistant｜>"), _Header("<｜end▁of▁sentence｜>"))),
     _Template("inst", _Header("[/INST]", tail=_BLANKS), _Header("[INST]", tail=_BLANKS), (_Header("[/INST]"),),
               strip=True, system_block=True),
-    _Template("plain", _PLAIN_ASSISTANT, _Header(line=_plain("User|USER|Human|### Instruction"), tail=_PLAIN_TAIL),
-              (_PLAIN_ASSISTANT,), strip=True),
+    _Template("plain", _PLAIN_ASSISTANT, _plain("User", "USER", "Human", "### Instruction"), (_PLAIN_ASSISTANT,),
+              strip=True),
 )
 
 
