@@ -635,7 +635,7 @@ class _Fatal(BaseException):
     """Stands for a fault no ordinary ``except Exception`` sees (it stops the collector task)."""
 
 
-def test_a_stopped_scoring_worker_answers_503_and_health_says_dead() -> None:
+def test_a_stopped_scoring_worker_answers_503_and_health_says_dead(caplog: pytest.LogCaptureFixture) -> None:
     import uvicorn
 
     from codescaler.server.app import create_app
@@ -671,6 +671,8 @@ def test_a_stopped_scoring_worker_answers_503_and_health_says_dead() -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert "shutdown failed" not in caplog.text  # the server still stops cleanly
 
 
 # --------------------------------------------------------------------------------------------------

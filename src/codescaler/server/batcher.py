@@ -31,7 +31,6 @@ Contract
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -122,8 +121,7 @@ class Batcher:
             except TimeoutError:
                 logger.warning("scoring queue not drained after %.0f s; dropping the rest", timeout_s)
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task})  # a collector that died on a fault: already logged, not re-raised
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
