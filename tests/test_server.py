@@ -650,7 +650,7 @@ def test_a_stopped_scoring_worker_answers_503_and_health_says_dead(caplog: pytes
 
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(FatalOnDie(), ServerSettings(max_wait_ms=0)), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="on"))
+                                           port=port, log_level="warning", lifespan="on", log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
