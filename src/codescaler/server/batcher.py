@@ -134,11 +134,6 @@ class Batcher:
     def queued(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
-    @property
-    def alive(self) -> bool:
-        """True while the collector runs (before ``close()``)."""
-        return self._task is not None and not self._task.done()
-
     async def submit(self, prompts: Sequence[str], responses: Sequence[str],
                      languages: Sequence[str | None] | None = None) -> list[Score]:
         """Score one request's items; raises ``Overloaded`` when the queue is full, ``ShuttingDown``
