@@ -10,6 +10,15 @@ are measured side by side on the same machine state.
 
     python benchmarks/bench_server.py --model tiny          # a 2-layer Qwen3-architecture RM from a config
 
+    python benchmarks/bench_server.py --model tiny --hostile  # others' throughput next to hostile clients
+
+``--hostile`` (issue 15: poison and stall) measures the items/s of 8 closed-loop normal clients (2 unique
+items per request) in clean phases and, alternating with them, in phases where a disturber runs beside
+them; it prints disturbed/clean per disturber: nothing (the noise of the measurement itself), 4 clients
+posting a prompt with a lone surrogate at a normal client's pace, the same 4 unpaced (as fast as 422s
+come back: mostly extra load), the same 4 pacing VALID requests (the cost of any 4 extra clients), and
+one client posting 64k-newline /get_reward queries back to back; and the slowest /health meanwhile.
+
 What to expect: micro-batching turns concurrent one-item requests into model batches. The gain is what
 batching gives the model on the device: large where a one-item call is dominated by fixed per-call cost
 (a GPU, or the tiny model on CPU: the brief's bar is >= 3x), small where the model is compute-bound (a
@@ -22,14 +31,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -124,6 +137,140 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# --------------------------------------------------------------------------------------------------
+# --hostile: other clients' throughput next to poisoned and stalling clients
+
+_GOOD = RESPONSES[0]
+_POISON = json.dumps({"items": [{"prompt": PROBLEMS[0], "response": _GOOD},
+                                {"prompt": "two \ud800 sum", "response": _GOOD}]}).encode("ascii")
+_N = 65_536
+_STALLS = [json.dumps(body).encode("ascii") for body in (
+    {"query": ["\n" * _N]},
+    {"query": ["[INST] q" + "\n \n" * (_N // 3) + " [/INST] " + _GOOD]},
+    {"query": ["P" + "\n" * _N + _GOOD], "prompts": ["P" + "\n" * _N]},
+    {"query": ["User: q" + "\n" * _N]},
+)]
+
+
+async def _hostile_ratio(url: str, disturber: Any, rounds: int, phase_s: float, clients: int = 8) -> dict[str, float]:
+    import aiohttp
+
+    stats: dict[str, float] = {"clean_items": 0, "clean_s": 0, "disturbed_items": 0, "disturbed_s": 0,
+                               "health_max_s": 0.0, "disturber_requests": 0, "client_interval_s": 0.1}
+
+    async def normal(session: aiohttp.ClientSession, stop_at: float, tag: str, counter: list[int]) -> None:
+        i = 0
+        while time.perf_counter() < stop_at:
+            items = [{"prompt": PROBLEMS[0], "response": _GOOD.replace("seen = {}", f"seen = {{}}  # {tag} {i} {k}")}
+                     for k in range(2)]
+            async with session.post("/score", json={"items": items}) as reply:
+                await reply.read()
+                if reply.status != 200:
+                    raise RuntimeError(f"normal client got {reply.status}")
+            counter[0] += 2
+            i += 1
+
+    async def health(session: aiohttp.ClientSession, stop_at: float) -> None:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            async with session.get("/health") as reply:
+                await reply.read()
+            stats["health_max_s"] = max(stats["health_max_s"], time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+
+    timeout = aiohttp.ClientTimeout(total=300)
+    # The disturbers get their own connections: a connection the server drops must not hit a normal client.
+    async with aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session, \
+            aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as other:
+        await asyncio.gather(*(normal(session, time.perf_counter() + 1.0, f"w{c}", [0]) for c in range(4)))
+        pair_ratios: list[float] = []
+        clean_rate = 0.0
+        for phase in range(2 * rounds):
+            disturbed = phase % 2 == 1
+            counter = [0]
+            started = time.perf_counter()
+            stop_at = started + phase_s
+            tasks = [normal(session, stop_at, f"{phase}.{c}", counter) for c in range(clients)]
+            if disturbed:
+                tasks += [disturber(other, stop_at, stats), health(other, stop_at)]
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - started
+            key = "disturbed" if disturbed else "clean"
+            stats[f"{key}_items"] += counter[0]
+            stats[f"{key}_s"] += elapsed
+            if not disturbed:
+                stats["client_interval_s"] = elapsed * clients * 2 / max(1, counter[0])
+                clean_rate = counter[0] / elapsed
+            else:
+                pair_ratios.append(counter[0] / elapsed / max(clean_rate, 1e-9))
+    stats["ratio"] = (stats["disturbed_items"] / stats["disturbed_s"]) / (stats["clean_items"] / stats["clean_s"])
+    stats["median_pair_ratio"] = statistics.median(pair_ratios)
+    return stats
+
+
+def _posting(body: bytes | None, path: str, expect: tuple[int, ...], paced: bool, count: int) -> Any:
+    import aiohttp
+
+    async def disturber(session: Any, stop_at: float, stats: dict[str, float]) -> None:
+        async def one(c: int) -> None:
+            i = 0
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                data = body if body is not None else json.dumps({"items": [
+                    {"prompt": PROBLEMS[1], "response": RESPONSES[1].replace("main()", f"main()  # x{c} {i} {k}", 1)}
+                    for k in range(2)]}).encode()
+                try:
+                    async with session.post(path, data=data, headers={"content-type": "application/json"}) as reply:
+                        await reply.read()
+                        if reply.status not in expect:
+                            raise RuntimeError(f"disturber expected {expect}, got {reply.status}")
+                except aiohttp.ClientError:  # the server before the fix reset some connections after its 500s
+                    stats["disturber_resets"] = stats.get("disturber_resets", 0) + 1
+                stats["disturber_requests"] += 1
+                i += 1
+                if paced:
+                    await asyncio.sleep(max(0.0, stats["client_interval_s"] - (time.perf_counter() - started)))
+        await asyncio.gather(*(one(c) for c in range(count)))
+    return disturber
+
+
+async def _stalling(session: Any, stop_at: float, stats: dict[str, float]) -> None:
+    i = 0
+    while time.perf_counter() < stop_at:
+        async with session.post("/get_reward", data=_STALLS[i % len(_STALLS)],
+                                headers={"content-type": "application/json"}) as reply:
+            await reply.read()
+            if reply.status not in (200, 422):
+                raise RuntimeError(f"stalling client got {reply.status}")
+        stats["disturber_requests"] += 1
+        i += 1
+
+
+async def _nothing(session: Any, stop_at: float, stats: dict[str, float]) -> None:
+    await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+
+
+HOSTILE_CASES = ("noise", "poison", "valid", "unpaced", "stall")
+
+
+def run_hostile(url: str, rounds: int, phase_s: float, only: Sequence[str] = HOSTILE_CASES) -> None:
+    # A poisoned request is answered 422 now; the server before issue 15's fix answered 500 (both counted).
+    cases = [("noise", "nothing (noise of the measurement)", _nothing),
+             ("poison", "4 poisoned clients, paced like a normal one", _posting(_POISON, "/score", (422, 500), True, 4)),
+             ("valid", "4 valid clients, paced like a normal one", _posting(None, "/score", (200,), True, 4)),
+             ("unpaced", "4 poisoned clients, unpaced", _posting(_POISON, "/score", (422, 500), False, 4)),
+             ("stall", "1 client of 64k-newline queries, unpaced", _stalling)]
+    cases = [case for case in cases if case[0] in only]
+    print(f"{'disturber':<46}{'clean it/s':>11}{'disturbed':>11}{'ratio':>7}{'median':>8}{'its req':>9}"
+          f"{'/health max':>13}")
+    for _, name, disturber in cases:
+        stats = asyncio.run(_hostile_ratio(url, disturber, rounds, phase_s))
+        print(f"{name:<46}{stats['clean_items'] / stats['clean_s']:>11.1f}"
+              f"{stats['disturbed_items'] / stats['disturbed_s']:>11.1f}{stats['ratio']:>7.2f}"
+              f"{stats['median_pair_ratio']:>8.2f}"
+              f"{stats['disturber_requests']:>9.0f}{1000 * stats['health_max_s']:>10.0f} ms", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="minilm", help="RM to serve: 'minilm' (default), 'tiny' or a path")
@@ -132,7 +279,16 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32, help="Scorer forward-pass size, server and in-process")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--hostile", action="store_true", help="measure others' throughput next to hostile clients")
+    parser.add_argument("--rounds", type=int, default=3, help="--hostile: clean/disturbed phase pairs per disturber")
+    parser.add_argument("--phase-s", type=float, default=3.0, help="--hostile: seconds per phase")
+    parser.add_argument("--url", default=None, help="--hostile: use this running server instead of starting one")
+    parser.add_argument("--cases", default=",".join(HOSTILE_CASES), help="--hostile: which disturbers (default: all)")
     args = parser.parse_args()
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if args.hostile and args.url:
+        run_hostile(args.url.rstrip("/"), args.rounds, args.phase_s, cases)
+        return 0
 
     from codescaler.scorer import Scorer
 
@@ -160,6 +316,11 @@ def main() -> int:
                 pass
             time.sleep(0.2)
         info = httpx.get(f"{url}/info").json()
+        if args.hostile:
+            print(f"model {info['model']} ({info['dtype']}, {info['device']}); {os.cpu_count()} CPUs; "
+                  f"{args.rounds} x {args.phase_s:g} s clean + disturbed phases per disturber")
+            run_hostile(url, args.rounds, args.phase_s, cases)
+            return 0
         print(f"model {info['model']} ({info['dtype']}, {info['device']}); {os.cpu_count()} CPUs; "
               f"{n} one-item requests per level; 1 in 4 responses has no code")
         asyncio.run(_drive(url, items[:8], 4))  # warm-up

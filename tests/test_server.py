@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,12 +24,13 @@ from codescaler.cli import main as cli_main
 from codescaler.errors import InputError
 from codescaler.integrations import verl as verl_adapter
 from codescaler.integrations.client import RemoteScorer
-from codescaler.integrations.openrlhf import split_queries, split_query
+from codescaler.integrations.openrlhf import split_queries, split_query, strip_end_tokens
 from codescaler.integrations.trl import CodeScalerReward
 from codescaler.models import build_tiny_model
 from codescaler.records import Score
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.scorer import Scorer
+from codescaler.server.app import ServerSettings
 from codescaler.server.batcher import Batcher, Overloaded, ShuttingDown
 
 PROBLEM = ("Write a function `is_palindrome(s: str) -> bool` that ignores case and non-alphanumerics.\n"
@@ -39,8 +43,8 @@ NO_CODE = "I think you should use two pointers; the code is left as an exercise.
 BROKEN = "```python\ndef is_palindrome(s):\n    return s == s[::-1]\n"  # unclosed block (truncated output)
 SYNTAX = "```python\ndef f(:\n    return\n```"
 
-MAX_ITEMS = 32
-MAX_CHARS = 20_000
+MAX_ITEMS = ServerSettings().max_items_per_request  # the module's server runs with the default limits
+MAX_CHARS = ServerSettings().max_chars_per_item
 
 
 def _free_port() -> int:
@@ -68,8 +72,7 @@ class Server:
 def _start_server(model: Path, log: Path, *extra: str) -> Server:
     port = _free_port()
     cmd = [sys.executable, "-m", "codescaler", "serve", "--model", str(model), "--port", str(port),
-           "--device", "cpu", "--max-items-per-request", str(MAX_ITEMS), "--max-chars-per-item", str(MAX_CHARS),
-           *extra]
+           "--device", "cpu", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     handle = open(log, "wb")  # noqa: SIM115 - the child writes to it for the server's lifetime
     proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
@@ -183,12 +186,12 @@ def test_body_that_is_not_json_gets_422(server: Server) -> None:
 
 
 def test_too_many_items_get_413_naming_the_limit(server: Server) -> None:
-    items = [{"prompt": PROBLEM, "response": GOOD}] * (MAX_ITEMS + 1)
+    items = [{"prompt": "p", "response": "r"}] * (MAX_ITEMS + 1)
     response = _score(server, items)
     assert response.status_code == 413
     assert f"max_items_per_request={MAX_ITEMS}" in response.json()["error"]
     queries = ["<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\nx"] * (MAX_ITEMS + 1)
-    assert httpx.post(f"{server.url}/get_reward", json={"query": queries}, timeout=30).status_code == 413
+    assert httpx.post(f"{server.url}/get_reward", json={"query": queries}, timeout=60).status_code == 413
 
 
 def test_huge_item_gets_413_naming_the_item_and_limit(server: Server) -> None:
@@ -289,10 +292,9 @@ def test_trl_and_verl_adapters_through_the_server_match_in_process_scoring(
     try:
         batch = verl_adapter.compute_score_batch(["d"] * 4, responses, [None] * 4, [{"question": PROBLEM}] * 4)
         assert batch == pytest.approx(remote, abs=1e-6)
-        # More items than the server takes per request are chunked by the client.
-        many = verl_adapter.compute_score_batch(["d"] * (MAX_ITEMS + 5), [GOOD] * (MAX_ITEMS + 5),
-                                                [None] * (MAX_ITEMS + 5), [{"question": PROBLEM}] * (MAX_ITEMS + 5))
-        assert len(many) == MAX_ITEMS + 5 and len(set(many)) == 1
+        # More items than one model batch (--max-batch 64) are chunked by the server.
+        many = verl_adapter.compute_score_batch(["d"] * 69, [GOOD] * 69, [None] * 69, [{"question": PROBLEM}] * 69)
+        assert len(many) == 69 and len(set(many)) == 1
     finally:
         verl_adapter.set_scorer(None)
     with pytest.raises(RuntimeError, match="422"):
@@ -399,3 +401,401 @@ def test_batcher_answers_overloaded_when_full_and_isolates_a_failing_request() -
     good, bad, fine = asyncio.run(isolated())
     assert isinstance(bad, InputError)
     assert [s.reward for s in good] == [3.0] and [s.reward for s in fine] == [5.0]  # type: ignore[union-attr]
+
+
+# The shapes that made the old template regexes quadratic (issue 15 item 10): runs of newlines or blanks
+# where a header may start but none follows, many headers without their terminator, many end tokens.
+_N = 65_536
+HOSTILE_QUERIES: dict[str, tuple[str, str | None]] = {
+    "newlines": ("\n" * _N, None),
+    "blank lines": (" \n" * (_N // 2), None),
+    "plain user then newlines": ("User: q" + "\n" * _N + "x\nAssistant: y", None),
+    "plain header then newlines": ("Assistant:" + "\n" * _N, None),
+    "inst with newline runs": ("[INST] q" + "\n \n" * (_N // 3) + "x [/INST] y", None),
+    "inst headers with open sys blocks": ("[INST] <<SYS>>" * (_N // 8) + "[/INST] y", None),
+    "chatml user headers": ("<|im_start|>user" * (_N // 8) + "<|im_start|>assistant\nx", None),
+    "llama3 user headers": ("<|start_header_id|>user<|end_header_id|>" * (_N // 16)
+                            + "<|start_header_id|>assistant<|end_header_id|>x", None),
+    "end tokens": ("<|im_start|>user\nq<|im_end|><|im_start|>assistant\nx" + "<|im_end|> " * (_N // 4), None),
+    "prompt of newlines": ("P" + "\n" * _N + "resp", "P" + "\n" * _N),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_QUERIES))
+def test_split_query_takes_linear_time_on_hostile_queries(name: str) -> None:
+    query, prompt = HOSTILE_QUERIES[name]
+    started = time.perf_counter()
+    with contextlib.suppress(InputError):  # refusing is fine; taking long is not
+        split_query(query, prompt)
+    elapsed = time.perf_counter() - started
+    # Linear parsing of 64k characters takes milliseconds; the quadratic regexes took 5-80 s here.
+    assert elapsed < 0.5, f"{name}: {elapsed:.2f} s for {len(query)} characters"
+
+
+def test_split_query_keeps_its_rules_on_edge_cases() -> None:
+    # Header whitespace, system blocks, multi-line plain turns and stacked end tokens.
+    assert split_query("<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n  a <|im_end|>\n<|endoftext|> ") == \
+        ("q", "  a")
+    assert split_query("[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\n  two\nlines  [/INST]  ans </s>") == ("two\nlines", "ans")
+    assert split_query("System: hi\n\nUser:\n  line 1\n  line 2\n\n  ASSISTANT: ok") == ("line 1\n  line 2", "ok")
+    assert split_query("### Instruction:\nsum\n### Response:\ncode") == ("sum", "code")
+    assert split_query("<｜User｜>a<｜Assistant｜>b<｜end▁of▁sentence｜><｜User｜>c<｜Assistant｜>d") == ("c", "d")
+    assert strip_end_tokens("x </s> <pad>\n<pad>") == "x"
+    assert strip_end_tokens("   ") == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# hostile clients (issue 15 items 10-12) and OpenRLHF's whole-rollout request (issue 14 item 2)
+
+
+def _raw_post(port: int, path: str, body: bytes | None, headers: dict[str, str], chunks: int = 0,
+              chunk: bytes = b"") -> tuple[int, dict, bool]:
+    """POST over a raw socket; with ``chunks`` the body is sent chunked (no Content-Length): ``body`` as the
+    first chunk, then ``chunk`` ``chunks`` times. Returns (status, JSON body, whether every byte was sent)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sent_all = True
+    try:
+        if chunks:
+            sock.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
+            try:
+                for piece in [body or b""] + [chunk] * chunks + [b'{"prompt": "p", "response": "r"}]}']:
+                    sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                sock.sendall(b"0\r\n\r\n")
+            except OSError:
+                sent_all = False  # the server may stop reading once it has answered
+        else:
+            sock.sendall(head.encode() + b"\r\n" + (body or b""))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        header, rest = data.split(b"\r\n\r\n", 1)
+        length = int(next(line.split(b":")[1] for line in header.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        return int(header.split()[1]), json.loads(rest[:length]), sent_all
+    finally:
+        sock.close()
+
+
+def test_a_chunked_body_over_the_byte_limit_gets_413_as_it_arrives(server: Server) -> None:
+    limit = ServerSettings().max_body_bytes
+    item = b'{"prompt": "p", "response": "' + b"a" * 10_000 + b'"},'
+    piece = item * 100  # ~1 MB; 70 of them: 70 MB with no Content-Length, every item under the char limit
+    status, body, _ = _raw_post(server.port, "/score", b'{"items": [', {"Content-Type": "application/json"},
+                                chunks=70, chunk=piece)
+    assert status == 413, body
+    assert f"max_body_bytes={limit}" in body["error"]
+    # The same by Content-Length is refused before a byte of the body is read.
+    status, body, _ = _raw_post(server.port, "/get_reward", None, {"Content-Length": str(limit + 1)})
+    assert status == 413 and f"max_body_bytes={limit}" in body["error"]
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_routing_and_body_errors_use_the_documented_error_shape(server: Server) -> None:
+    missing = httpx.get(f"{server.url}/nope")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong_method = httpx.get(f"{server.url}/score")
+    assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "Method Not Allowed"}
+    assert "POST" in wrong_method.headers["allow"]
+    for bad, words in ((b"\xff\xfe\x00garbage", "JSON"), (b"[" * 100_000, "nested too deeply"),
+                       (b'{"items": [], "n": ' + b"9" * 5000 + b"}", "JSON")):
+        response = httpx.post(f"{server.url}/score", content=bad, headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert words in response.json()["error"] and set(response.json()) <= {"error", "detail"}
+
+
+def _json_ascii(obj: object) -> bytes:
+    # How OpenRLHF's requests.post(json=...) encodes: ASCII with \\u escapes, so a lone surrogate travels.
+    return json.dumps(obj).encode("ascii")
+
+
+def test_lone_surrogates_are_refused_at_the_edge_with_422_naming_the_field(server: Server) -> None:
+    items = [{"prompt": PROBLEM, "response": GOOD}, {"prompt": "two \ud800 sum", "response": GOOD}]
+    response = httpx.post(f"{server.url}/score", content=_json_ascii({"items": items}),
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "'items.1.prompt'" in response.json()["error"] and "surrogate" in response.json()["error"]
+    prompt = f"<|im_start|>user\n{PROBLEM}<|im_end|>\n<|im_start|>assistant\n"
+    body = {"query": [prompt + GOOD, prompt + "```python\nx = '\udfff'\n```"], "prompts": [prompt, prompt]}
+    response = httpx.post(f"{server.url}/get_reward", content=_json_ascii(body),
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "'query.1'" in response.json()["error"]
+    # A surrogate pair is ordinary text (an emoji) and is scored.
+    body = {"items": [{"prompt": PROBLEM + " \U0001F600", "response": GOOD}]}
+    response = httpx.post(f"{server.url}/score", content=_json_ascii(body), headers={"content-type": "application/json"})
+    assert response.status_code == 200 and response.json()["valid"] == [True]
+
+
+def test_serve_refuses_a_batching_window_that_is_not_a_finite_number(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for value, shown in (("nan", "got nan"), ("inf", "got inf"), ("-1", "got -1"), ("1e9", "got 1e+09")):
+        assert cli_main(["serve", "--model", str(tmp_path / "nope"), "--max-wait-ms", value]) == 2
+        err = capsys.readouterr().err
+        assert "'max-wait-ms'" in err and shown in err and err.count("\n") == 1, err
+    assert cli_main(["serve", "--model", str(tmp_path / "nope"), "--graceful-timeout", "nan"]) == 2
+    assert "graceful-timeout" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_wait_ms"):
+        Batcher(_length_scores, max_wait_ms=float("nan"))
+
+
+def _openrlhf_rollout(count: int) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """(queries, prompts, labels, problems, responses) as OpenRLHF 0.9's RemoteRewardModel builds them:
+    prompts from the Qwen chat template (apply_chat_template, add_generation_prompt=True), queries =
+    tokenizer.batch_decode(prompt + response tokens, skip_special_tokens=False) with the pad tokens
+    removed (the eos <|im_end|> stays), labels the dataset's label strings."""
+    system = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+    pool = [GOOD, GOOD_2, NO_CODE, BROKEN, SYNTAX]
+    queries, prompts, labels, problems, responses = [], [], [], [], []
+    for i in range(count):
+        problem = f"{(PROBLEM, PROBLEM_2)[i % 2]} (case {i // 8})"          # 8 samples per prompt
+        response = pool[i % 5].replace("```python\n", f"```python\n# sample {i}\n", 1)
+        prompt = f"{system}<|im_start|>user\n{problem}<|im_end|>\n<|im_start|>assistant\n"
+        queries.append(prompt + response + "<|im_end|>")
+        prompts.append(prompt)
+        labels.append(json.dumps({"inputs": ["3"], "outputs": ["2"]}))
+        problems.append(problem)
+        responses.append(response)
+    return queries, prompts, labels, problems, responses
+
+
+def test_an_openrlhf_rollout_of_1024_queries_in_one_request_matches_in_process_scoring(
+        server: Server, tiny_rm: Path) -> None:
+    requests = pytest.importorskip("requests")
+    queries, prompts, labels, problems, responses = _openrlhf_rollout(1024)  # 128 prompts x 8 samples
+    # Exactly OpenRLHF 0.9's request_api_wrapper: requests.post(json=...), its header and timeout.
+    reply = requests.post(url=f"{server.url}/get_reward", json={"query": queries, "prompts": prompts, "labels": labels},
+                          headers={"Content-Type": "application/json"}, timeout=180)
+    reply.raise_for_status()
+    body = reply.json()
+    assert len(body["rewards"]) == 1024 and body["scores"] == body["rewards"]
+    assert all(len(values) == 1024 for values in body["extra_logs"].values())
+    local = Scorer.load(str(tiny_rm), device="cpu").score(problems, responses)
+    expected = [s.reward for s in local]
+    assert len({round(r, 4) for r in expected if r > 0}) > 100 and expected.count(0.0) > 300  # scores differ
+    assert body["rewards"] == pytest.approx(expected, abs=1e-5)
+    assert body["extra_logs"]["valid"] == [1.0 if s.valid else 0.0 for s in local]
+    info = httpx.get(f"{server.url}/info").json()
+    assert info["limits"]["max_batch"] == 64  # so the model saw the rollout in chunks of 64, not 1,024 at once
+
+
+# --------------------------------------------------------------------------------------------------
+# the batcher: chunks, isolation by halves, a stopped collector
+
+
+def test_batcher_feeds_a_large_request_in_chunks_and_serves_others_between_them() -> None:
+    calls: list[tuple[int, bool]] = []
+
+    def recording(prompts, responses, languages):
+        calls.append((len(prompts), "small" in prompts))
+        return _length_scores(prompts, responses, languages)
+
+    async def main() -> tuple[list[Score], list[Score]]:
+        batcher = Batcher(recording, max_batch=10, max_wait_ms=0)
+        await batcher.start()
+        try:
+            big = asyncio.create_task(batcher.submit([f"p{i}" for i in range(95)], ["r"] * 95))
+            await asyncio.sleep(0)
+            small = asyncio.create_task(batcher.submit(["small"], ["r"]))
+            return await big, await small
+        finally:
+            await batcher.close()
+
+    big, small = asyncio.run(main())
+    assert [s.reward for s in big] == [float(len(f"p{i}") + 1) for i in range(95)]  # in order
+    assert [s.reward for s in small] == [6.0]
+    assert max(size for size, _ in calls) <= 10 and sum(size for size, _ in calls) == 96
+    assert calls.index((1, True)) < len(calls) - 1  # the small request did not wait for all ten chunks
+
+
+def test_batcher_isolates_a_failing_request_by_halves_not_one_by_one() -> None:
+    calls: list[int] = []
+
+    def recording(prompts, responses, languages):
+        calls.append(len(prompts))
+        return _length_scores(prompts, responses, languages)
+
+    async def main() -> list[object]:
+        batcher = Batcher(recording, max_batch=1000, max_wait_ms=200)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(["p"], ["boom" if i == 37 else "ok"]) for i in range(64)),
+                                        return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(main())
+    assert isinstance(results[37], InputError)
+    assert all(r[0].reward == 3.0 for i, r in enumerate(results) if i != 37)  # type: ignore[index]
+    # 1 full batch + 2 per level of halving (log2 64 = 6): 13 calls; one by one would be 65.
+    assert len(calls) <= 13 and sum(calls) <= 64 * 3
+
+
+class _Fatal(BaseException):
+    """Stands for a fault no ordinary ``except Exception`` sees (it stops the collector task)."""
+
+
+def test_a_stopped_scoring_worker_answers_503_and_health_says_dead(caplog: pytest.LogCaptureFixture) -> None:
+    import uvicorn
+
+    from codescaler.server.app import create_app
+
+    class FatalOnDie:
+        info = {"model": "stand-in"}
+
+        def score(self, prompts, responses, languages=None):
+            if "die" in responses:
+                raise _Fatal("the scoring thread hit a fatal fault")
+            return _length_scores(list(prompts), list(responses), list(languages or [None] * len(prompts)))
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(FatalOnDie(), ServerSettings(max_wait_ms=0)), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="on", log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        assert httpx.post(f"{url}/score", json={"items": [{"prompt": "p", "response": "ok"}]}).status_code == 200
+        dying = httpx.post(f"{url}/score", json={"items": [{"prompt": "p", "response": "die"}]}, timeout=10)
+        assert dying.status_code == 503 and "restart" in dying.json()["error"]
+        health = httpx.get(f"{url}/health", timeout=5)
+        assert health.status_code == 503 and health.json()["status"] == "dead"
+        assert "_Fatal" in health.json()["error"]
+        after = httpx.post(f"{url}/score", json={"items": [{"prompt": "p", "response": "ok"}]}, timeout=10)
+        assert after.status_code == 503
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert "shutdown failed" not in caplog.text  # the server still stops cleanly
+
+
+# --------------------------------------------------------------------------------------------------
+# other clients' throughput next to poisoned and stalling ones, measured against a clean run in the same
+# test (alternating clean and disturbed phases, so drift in the machine's load hits both alike)
+
+NORMAL_CLIENTS = 8
+PAIRS, PHASE_S = 8, 0.75
+# The goal is >= 0.9. On this shared 2-core box the same measurement with no disturber at all ranged
+# 0.81-1.35 (benchmarks/bench_server.py --hostile prints that noise next to the real figures), so the test
+# asserts a bound the defects were far below (the poison retry path gave 0.32; one stalling query gave 0:
+# the event loop stopped for 18 s) and the figures are reported from benchmark runs.
+MIN_RATIO = 0.5
+
+
+async def _throughput_ratio(url: str, disturber: Any) -> dict[str, float]:
+    """Median over PAIRS of (items/s of NORMAL_CLIENTS closed-loop clients, 2 unique items per request,
+    while ``disturber(session, stop_at, stats)`` runs beside them) / (the same in the clean phase just
+    before). Short alternating phases and the median keep drift in the machine's load out of the ratio.
+    Also the slowest /health answer during the disturbed phases."""
+    import aiohttp
+
+    stats: dict[str, float] = {"health_max_s": 0.0, "disturber_requests": 0, "client_interval_s": 0.1}
+
+    async def normal(session: aiohttp.ClientSession, stop_at: float, tag: str, counter: list[int]) -> None:
+        i = 0
+        while time.perf_counter() < stop_at:
+            items = [{"prompt": PROBLEM, "response": GOOD.replace("re.sub", f"re.sub  # {tag} {i} {k}")} for k in range(2)]
+            async with session.post("/score", json={"items": items}) as reply:
+                assert reply.status == 200, await reply.text()
+                await reply.read()
+            counter[0] += 2
+            i += 1
+
+    async def health(session: aiohttp.ClientSession, stop_at: float) -> None:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            async with session.get("/health") as reply:
+                assert reply.status == 200
+            stats["health_max_s"] = max(stats["health_max_s"], time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+
+    ratios: list[float] = []
+    timeout = aiohttp.ClientTimeout(total=120)
+    # The disturbers get their own connections: a connection the server drops must not hit a normal client.
+    async with aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session, \
+            aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as other:
+        await asyncio.gather(*(normal(session, time.perf_counter() + 0.5, f"w{c}", [0]) for c in range(4)))
+        clean_rate = 0.0
+        for phase in range(2 * PAIRS):
+            disturbed = phase % 2 == 1
+            counter = [0]
+            started = time.perf_counter()
+            stop_at = started + PHASE_S
+            tasks = [normal(session, stop_at, f"{phase}.{c}", counter) for c in range(NORMAL_CLIENTS)]
+            if disturbed:
+                tasks += [disturber(other, stop_at, stats), health(other, stop_at)]
+            await asyncio.gather(*tasks)
+            rate = counter[0] / (time.perf_counter() - started)
+            if disturbed:
+                ratios.append(rate / clean_rate)
+            else:  # how often one normal client got a request through: a paced disturber's interval
+                clean_rate = rate
+                stats["client_interval_s"] = NORMAL_CLIENTS * 2 / rate
+    stats["ratio"] = statistics.median(ratios)
+    return stats
+
+
+def test_poisoned_clients_do_not_slow_the_other_clients_down(server: Server) -> None:
+    poison = _json_ascii({"items": [{"prompt": PROBLEM, "response": GOOD},
+                                    {"prompt": "two \ud800 sum", "response": GOOD_2}]})
+
+    async def poisoned_clients(session: Any, stop_at: float, stats: dict[str, float]) -> None:
+        # Four RL workers whose batches carry a poisoned prompt, each sending as often as a normal client
+        # does (unpaced, a 422 is so cheap that 4 clients send 3x the normal clients' requests: that is
+        # load, not poison; benchmarks/bench_server.py --hostile measures both).
+        async def one() -> None:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                async with session.post("/score", data=poison, headers={"content-type": "application/json"}) as reply:
+                    assert reply.status == 422, await reply.text()
+                    await reply.read()
+                stats["disturber_requests"] += 1
+                await asyncio.sleep(max(0.0, stats["client_interval_s"] - (time.perf_counter() - started)))
+        await asyncio.gather(*(one() for _ in range(4)))
+
+    failed_before = httpx.get(f"{server.url}/info").json()["failed_batches"]
+    stats = asyncio.run(_throughput_ratio(server.url, poisoned_clients))
+    print(f"poison: {stats}")
+    assert stats["disturber_requests"] > 20
+    assert httpx.get(f"{server.url}/info").json()["failed_batches"] == failed_before  # never reached the model
+    assert stats["ratio"] >= MIN_RATIO, stats
+
+
+def test_queries_with_64k_newlines_do_not_stall_the_server(server: Server) -> None:
+    n = 65_536
+    stalls = [_json_ascii(body) for body in (
+        {"query": ["\n" * n]},                                                         # no template: 422
+        {"query": ["[INST] q" + "\n \n" * (n // 3) + " [/INST] " + GOOD_2]},           # parsed and scored
+        {"query": ["P" + "\n" * n + GOOD_2], "prompts": ["P" + "\n" * n]},             # prompt given
+        {"query": ["User: q" + "\n" * n]},                                             # header, no answer
+    )]
+
+    async def stalling_client(session: Any, stop_at: float, stats: dict[str, float]) -> None:
+        i = 0
+        while time.perf_counter() < stop_at:
+            async with session.post("/get_reward", data=stalls[i % len(stalls)],
+                                    headers={"content-type": "application/json"}) as reply:
+                assert reply.status in (200, 422), await reply.text()
+                await reply.read()
+            stats["disturber_requests"] += 1
+            i += 1
+
+    stats = asyncio.run(_throughput_ratio(server.url, stalling_client))
+    print(f"stall: {stats}")
+    assert stats["disturber_requests"] >= 8
+    assert stats["health_max_s"] < 2.0, stats  # one such query held the event loop for 18 s
+    assert stats["ratio"] >= MIN_RATIO, stats
+
+
+def test_the_client_plans_requests_under_the_servers_item_and_byte_limits() -> None:
+    from codescaler.integrations.client import plan_chunks
+
+    assert plan_chunks([], 10, 100) == []
+    assert plan_chunks([1] * 25, 10, 100) == [(0, 10), (10, 20), (20, 25)]
+    assert plan_chunks([40, 40, 40, 500, 10], 10, 100) == [(0, 2), (2, 3), (3, 4), (4, 5)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import math
 import signal
 from typing import Any
 
@@ -34,9 +35,13 @@ def register(subparsers: Any) -> None:
                         help="items gathered from concurrent requests into one model call (default: %(default)s)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="how long a batch waits for more requests (default: %(default)s)")
-    parser.add_argument("--max-items-per-request", type=int, default=512, help="default: %(default)s")
+    parser.add_argument("--max-items-per-request", type=int, default=65_536,
+                        help="items (or OpenRLHF queries) per request; larger requests are fed to the model in "
+                        "chunks of --max-batch, so this only bounds memory (default: %(default)s)")
     parser.add_argument("--max-chars-per-item", type=int, default=200_000,
                         help="prompt + response characters per item (default: %(default)s)")
+    parser.add_argument("--max-body-mb", type=float, default=64.0,
+                        help="request body size limit in MiB, chunked bodies included (default: %(default)s)")
     parser.add_argument("--max-queue", type=int, default=1024,
                         help="waiting requests before answering 503 (default: %(default)s)")
     parser.add_argument("--graceful-timeout", type=float, default=30.0,
@@ -53,18 +58,30 @@ def _check_port(port: int) -> None:
         raise InputError(f"port must be in 1..65535, got {port}", field="port")
 
 
+def _finite(value: float, flag: str, low: float, high: float = math.inf) -> float:
+    # argparse's float() takes "nan" and "inf"; a NaN batching window made requests hang while /health said ok.
+    if not (math.isfinite(value) and low <= value <= high):
+        bound = f"in {low:g}..{high:g}" if math.isfinite(high) else f">= {low:g}"
+        raise InputError(f"must be a finite number {bound}, got {value:g}", field=flag)
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
+    # Every flag is checked before the heavy imports and the model load: a bad value fails in a second.
+    _check_port(args.port)
+    _finite(args.max_wait_ms, "max-wait-ms", 0.0, 60_000.0)
+    _finite(args.graceful_timeout, "graceful-timeout", 0.0)
+    _finite(args.max_body_mb, "max-body-mb", 0.001, 1024.0)
+
     import uvicorn
 
     from codescaler.scorer import Scorer
     from codescaler.server.app import ServerSettings, create_app
 
-    _check_port(args.port)
-    if args.graceful_timeout < 0:
-        raise InputError(f"must be >= 0, got {args.graceful_timeout}", field="graceful-timeout")
     settings = ServerSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                               max_items_per_request=args.max_items_per_request,
                               max_chars_per_item=args.max_chars_per_item, max_queue=args.max_queue,
+                              max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                               drain_timeout_s=max(args.graceful_timeout, 1.0))
     settings.check()
     try:

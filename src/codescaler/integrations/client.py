@@ -2,8 +2,9 @@
 
 ``RemoteScorer(url).score(prompts, responses, languages)`` posts to ``<url>/score`` of a running
 ``codescaler serve`` and returns ``records.Score`` objects, so the framework adapters treat an in-process
-Scorer and a server the same way. Requests are chunked to the server's ``max_items_per_request`` (read
-once from ``/info``); a 503 (queue full) is retried after its Retry-After, a bounded number of times.
+Scorer and a server the same way. Requests are chunked to at most 1,024 items and under the server's
+``max_items_per_request`` and ``max_body_bytes`` (read once from ``/info``); a 503 (queue full) is
+retried after its Retry-After, a bounded number of times.
 Any other failure raises ``RuntimeError`` naming the URL and the server's message: a reward that silently
 became 0 would corrupt training.
 """
@@ -21,6 +22,28 @@ from codescaler.records import Score
 logger = logging.getLogger(__name__)
 
 _DEFAULT_CHUNK = 256
+# Requests stay well under the server's limits: the server feeds large requests to the model in chunks
+# anyway, so a client gains nothing from sending more than this at once.
+_MAX_CHUNK = 1024
+_DEFAULT_BODY_BYTES = 64 * 1024 * 1024
+# JSON bytes per text character, at worst: a control character escaped as \u00XX. Typical text is ~1.
+_BYTES_PER_CHAR = 6
+
+
+def plan_chunks(sizes: Sequence[int], max_items: int, max_chars: int) -> list[tuple[int, int]]:
+    """[start, end) ranges over items of ``sizes`` characters: each at most ``max_items`` items and, where
+    an item alone does not exceed it, ``max_chars`` characters (a larger item goes alone, and the
+    server answers 413 naming it)."""
+    chunks: list[tuple[int, int]] = []
+    start, chars = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= max_items or chars + size > max_chars):
+            chunks.append((start, i))
+            start, chars = i, 0
+        chars += size
+    if start < len(sizes):
+        chunks.append((start, len(sizes)))
+    return chunks
 
 
 class RemoteScorer:
@@ -58,11 +81,13 @@ class RemoteScorer:
                              fix="pass one prompt per response")
         langs = list(languages) if languages is not None else [None] * len(prompts)
         limits = self.info.get("limits", {})
-        chunk = int(limits.get("max_items_per_request", _DEFAULT_CHUNK)) or _DEFAULT_CHUNK
+        max_items = min(int(limits.get("max_items_per_request", _DEFAULT_CHUNK)) or _DEFAULT_CHUNK, _MAX_CHUNK)
+        max_chars = int(limits.get("max_body_bytes", _DEFAULT_BODY_BYTES)) // _BYTES_PER_CHAR
         out: list[Score] = []
-        for start in range(0, len(prompts), chunk):
+        for start, end in plan_chunks([len(p) + len(r) for p, r in zip(prompts, responses, strict=True)],
+                                      max_items, max_chars):
             items = []
-            for i in range(start, min(start + chunk, len(prompts))):
+            for i in range(start, end):
                 item: dict[str, Any] = {"prompt": prompts[i], "response": responses[i]}
                 if langs[i] is not None:
                     item["language"] = langs[i]

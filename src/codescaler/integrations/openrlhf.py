@@ -33,49 +33,124 @@ END_TOKENS: tuple[str, ...] = (
 )
 
 
+# Every scan below is linear in the text: a header is found with str.rfind or with a regex anchored at a
+# line start whose leading-blank run cannot cross a newline, a turn's end with str.find, and what follows a
+# header is matched once at one position. The old patterns (``(?:^|\n)\s*Assistant:`` tried at every
+# newline, a lazy body followed by ``\s*`` and a lookahead) were quadratic: 65,536 newlines took 18 s.
+_BLANKS = re.compile(r"\s*")
+_ROLE_LINE = re.compile(r"[^\n]*\n?")      # the rest of a ChatML role line ("assistant", "user name=...")
+_PLAIN_TAIL = re.compile(r"[ \t]*\n?")
+_NOTHING = re.compile(r"")
+
+
+@dataclass(frozen=True)
+class _Header:
+    """Where a turn starts: a literal marker, or (``line`` set) a regex matched at line starts only."""
+
+    literal: str = ""
+    line: re.Pattern[str] | None = None
+    tail: re.Pattern[str] = _NOTHING   # what follows the marker and still belongs to the header
+    words: tuple[str, ...] = ()        # with ``line``: a text holding none of these has no header (fast path)
+
+    def last(self, text: str) -> tuple[int, int] | None:
+        """(start, end) of the last header in ``text``, ``end`` past its tail; None if there is none."""
+        if self.line is None:
+            start = text.rfind(self.literal)
+            if start < 0:
+                return None
+            marker_end = start + len(self.literal)
+        else:
+            found = None
+            if any(word in text for word in self.words):
+                for match in self.line.finditer(text):
+                    found = match
+            if found is None:
+                return None
+            start, marker_end = found.start(), found.end()
+        tail = self.tail.match(text, marker_end)
+        return start, (tail.end() if tail else marker_end)
+
+    def first(self, text: str, pos: int) -> int:
+        """Start of the first header at or after ``pos`` (``len(text)`` if none)."""
+        if self.line is None:
+            found = text.find(self.literal, pos)
+            return found if found >= 0 else len(text)
+        match = self.line.search(text, pos) if any(word in text for word in self.words) else None
+        return match.start() if match else len(text)
+
+
+def _plain(*words: str) -> _Header:
+    # A line whose first non-blank text is one of ``words`` and a colon. [^\S\n] (blank but not newline)
+    # keeps each attempt inside one line.
+    return _Header(line=re.compile(rf"(?m)^[^\S\n]*(?:{'|'.join(map(re.escape, words))}):"), tail=_PLAIN_TAIL,
+                   words=words)
+
+
 @dataclass(frozen=True)
 class _Template:
     name: str
-    assistant: re.Pattern[str]   # the header that opens the assistant turn (last match is used)
-    user: re.Pattern[str]        # group 1 = content of a user turn
-    strip: bool = False          # strip the user content (templates whose separators are whitespace)
+    assistant: _Header                 # opens the assistant turn (the last one is used)
+    user: _Header                      # opens a user turn (the last one is used)
+    user_ends: tuple[_Header, ...]     # the first of these after a user header ends its turn
+    strip: bool = False                # strip the user content (templates whose separators are blanks)
+    system_block: bool = False         # a leading <<SYS>>...<</SYS>> block in the user turn is not the problem
 
 
+_PLAIN_ASSISTANT = _plain("Assistant", "ASSISTANT", "### Response")
 _TEMPLATES: tuple[_Template, ...] = (
-    _Template("chatml", re.compile(r"<\|im_start\|>assistant[^\n]*\n?"),
-              re.compile(r"<\|im_start\|>user[^\n]*\n(.*?)(?:<\|im_end\|>|<\|im_start\|>|\Z)", re.S)),
-    _Template("llama3", re.compile(r"<\|start_header_id\|>assistant<\|end_header_id\|>\s*"),
-              re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\s*(.*?)(?:<\|eot_id\|>|\Z)", re.S)),
-    _Template("deepseek", re.compile(r"<｜Assistant｜>"),
-              re.compile(r"<｜User｜>(.*?)(?=<｜Assistant｜>|<｜end▁of▁sentence｜>|\Z)", re.S)),
-    _Template("inst", re.compile(r"\[/INST\]\s*"),
-              re.compile(r"\[INST\]\s*(?:<<SYS>>.*?<</SYS>>\s*)?(.*?)\s*(?=\[/INST\]|\Z)", re.S), strip=True),
-    _Template("plain", re.compile(r"(?:^|\n)\s*(?:Assistant|ASSISTANT|### Response):[ \t]*\n?"),
-              re.compile(r"(?:^|\n)\s*(?:User|USER|Human|### Instruction):[ \t]*\n?(.*?)"
-                         r"(?=\n\s*(?:Assistant|ASSISTANT|### Response):|\Z)", re.S), strip=True),
+    _Template("chatml", _Header("<|im_start|>assistant", tail=_ROLE_LINE), _Header("<|im_start|>user", tail=_ROLE_LINE),
+              (_Header("<|im_end|>"), _Header("<|im_start|>"))),
+    _Template("llama3", _Header("<|start_header_id|>assistant<|end_header_id|>", tail=_BLANKS),
+              _Header("<|start_header_id|>user<|end_header_id|>", tail=_BLANKS), (_Header("<|eot_id|>"),)),
+    _Template("deepseek", _Header("<｜Assistant｜>"), _Header("<｜User｜>"),
+              (_Header("<｜Assistant｜>"), _Header("<｜end▁of▁sentence｜>"))),
+    _Template("inst", _Header("[/INST]", tail=_BLANKS), _Header("[INST]", tail=_BLANKS), (_Header("[/INST]"),),
+              strip=True, system_block=True),
+    _Template("plain", _PLAIN_ASSISTANT, _plain("User", "USER", "Human", "### Instruction"), (_PLAIN_ASSISTANT,),
+              strip=True),
 )
 
 
 def strip_end_tokens(text: str) -> str:
-    """Remove trailing end-of-turn/padding tokens and whitespace around them (repeatedly)."""
-    out = text.rstrip()
-    changed = True
-    while changed:
-        changed = False
+    """Remove trailing end-of-turn/padding tokens and the whitespace around them (repeatedly).
+
+    Linear in the text: it walks back from the end and copies once (slicing per token was quadratic in
+    the number of trailing tokens)."""
+    end = len(text)
+    while True:
+        while end and text[end - 1].isspace():
+            end -= 1
         for token in END_TOKENS:
-            if out.endswith(token):
-                out = out[: -len(token)].rstrip()
-                changed = True
-    return out
+            if text.endswith(token, 0, end):
+                end -= len(token)
+                break
+        else:
+            return text[:end]
+
+
+def _user_turn(template: _Template, text: str) -> str | None:
+    header = template.user.last(text)
+    if header is None:
+        return None
+    begin = header[1]
+    # A turn ends at the first terminator after its header; a line-start terminator must start on a later
+    # line than the content (the content may itself begin at a line start).
+    end = min(term.first(text, begin + (term.line is not None)) for term in template.user_ends)
+    content = text[begin:max(begin, end)]
+    if template.system_block and content.startswith("<<SYS>>"):
+        close = content.find("<</SYS>>")
+        if close >= 0:
+            content = content[close + len("<</SYS>>"):]
+    return content.strip() if template.strip else content
 
 
 def _last_user_turn(prompt_text: str) -> str | None:
     for template in _TEMPLATES:
-        turns = template.user.findall(prompt_text)
-        if turns:
+        turn = _user_turn(template, prompt_text)
+        if turn is not None:
             # Kept verbatim where the template keeps it (ChatML does not trim), so /get_reward scores
             # exactly what /score would for the same problem text.
-            return str(turns[-1]).strip() if template.strip else str(turns[-1])
+            return turn
     return None
 
 
@@ -91,11 +166,10 @@ def split_query(query: str, prompt: str | None = None, *, index: int | None = No
         problem = _last_user_turn(prompt)
         return (problem if problem is not None else prompt.strip()), response
     for template in _TEMPLATES:
-        headers = list(template.assistant.finditer(query))
-        if not headers:
+        header = template.assistant.last(query)
+        if header is None:
             continue
-        last = headers[-1]
-        head, response = query[: last.start()], query[last.end():]
+        head, response = query[: header[0]], query[header[1]:]
         problem = _last_user_turn(head)
         if problem is None:
             problem = strip_end_tokens(head).strip()

@@ -3,46 +3,78 @@
 Routes: ``POST /score`` (native), ``POST /get_reward`` (OpenRLHF remote RM), ``GET /health``,
 ``GET /info``. Wire formats: ``codescaler.server.protocol``.
 
-Status codes: 200; 413 when a request has more items than ``max_items_per_request``, an item more
-characters than ``max_chars_per_item`` or the body more bytes than ``max_body_bytes`` (the message names
-the limit); 422 for malformed bodies (the message names the field, e.g. ``items.2.response``); 503 with
-``Retry-After`` when the scoring queue is full or the server is shutting down; 500 for our own faults
-(logged with traceback, payload never logged). Logs at INFO never contain prompts or responses.
+A request goes through, in this order: the body's size (``max_body_bytes``: by ``Content-Length`` before
+anything is read, and by counting the bytes of every chunk as they arrive, so a chunked body without a
+length is cut off at the limit too); then, in a worker thread (never on the event loop, which keeps
+answering ``/health`` and other clients): JSON decoding and validation, the item-count and per-item
+character limits, and for ``/get_reward`` the chat-template split (linear time); then the Batcher, which
+feeds large requests to the model in chunks of ``max_batch`` items.
+
+Status codes: 200; 413 when the body is over ``max_body_bytes``, a request has more items than
+``max_items_per_request`` or an item more characters than ``max_chars_per_item`` (the message names the
+limit); 422 for malformed bodies (the message names the field, e.g. ``items.2.response``); 503 with
+``Retry-After`` when the scoring queue is full or the server is shutting down, and without it when the
+scoring worker has stopped (``/health`` then answers 503 ``"dead"``); 500 for our own faults (logged with
+traceback, payload never logged). Every error body is ``{"error": "<one line>", ...}``, 400/404/405
+included. Logs at INFO never contain prompts or responses.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codescaler import __version__
 from codescaler.errors import InputError
 from codescaler.integrations import ScoresResponses
 from codescaler.integrations.openrlhf import split_queries
 from codescaler.records import Score
-from codescaler.server.batcher import Batcher, Overloaded, ShuttingDown
-from codescaler.server.protocol import RewardRequest, RewardResponse, ScoreRequest, ScoreResponse
+from codescaler.server.batcher import MAX_WAIT_MS_LIMIT, Batcher, BatcherStopped, Overloaded, ShuttingDown
+from codescaler.server.protocol import (
+    BodyInvalid,
+    RewardRequest,
+    RewardResponse,
+    ScoreRequest,
+    ScoreResponse,
+    decode_body,
+)
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Answers with more items than this are serialised in a worker thread (json.dumps of 65,536 items x 4
+# lists takes ~0.1 s, too long for the event loop); smaller ones inline, where the thread hop would cost
+# more than the work.
+_INLINE_RESPONSE_ITEMS = 256
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Limits and batching of one server; defaults suit an RL trainer posting a rollout batch."""
+    """Limits and batching of one server; defaults suit an RL trainer posting a whole rollout batch.
+
+    ``max_items_per_request`` only guards memory (Python objects per item); a large request is fed to the
+    model in chunks of ``max_batch``, so 65,536 items (8x OpenRLHF's 1,024 prompts x 8 samples) are taken
+    and the binding limit for real payloads is ``max_body_bytes``."""
 
     max_batch: int = 64                 # items per model call (the Scorer splits it into batch_size)
     max_wait_ms: float = 5.0            # how long the first request of a batch waits for company
-    max_items_per_request: int = 512
-    max_chars_per_item: int = 200_000   # prompt + response characters
+    max_items_per_request: int = 65_536
+    max_chars_per_item: int = 200_000   # prompt + response characters (/get_reward: per query and prompt)
     max_body_bytes: int = 64 * 1024 * 1024
-    max_queue: int = 1024               # waiting requests before 503
+    max_queue: int = 1024               # waiting requests (chunks of max_batch items) before 503
     retry_after_s: float = 1.0
     drain_timeout_s: float = 60.0
 
@@ -51,8 +83,17 @@ class ServerSettings:
         for name in ("max_batch", "max_items_per_request", "max_chars_per_item", "max_body_bytes", "max_queue"):
             if getattr(self, name) < 1:
                 raise InputError(f"must be >= 1, got {getattr(self, name)}", field=name.replace("_", "-"))
-        if self.max_wait_ms < 0:
-            raise InputError(f"must be >= 0, got {self.max_wait_ms}", field="max-wait-ms")
+        if not (math.isfinite(self.max_wait_ms) and 0 <= self.max_wait_ms <= MAX_WAIT_MS_LIMIT):
+            raise InputError(f"must be a number of milliseconds in 0..{MAX_WAIT_MS_LIMIT:g}, got {self.max_wait_ms}",
+                             field="max-wait-ms", fix="e.g. --max-wait-ms 5")
+        for name in ("retry_after_s", "drain_timeout_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"must be a finite number >= 0, got {value}", field=name.replace("_", "-"))
+
+
+def _render(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 class _TooLarge(Exception):
@@ -69,9 +110,53 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _field_path(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p != "body"]
-    return ".".join(parts) or "body"
+class _BodyLimit:
+    """Pure ASGI middleware: refuse a body over ``max_bytes`` with 413 before the route sees all of it.
+
+    ``Content-Length`` is checked before anything is read; without it (chunked transfer) the bytes of
+    every ``http.request`` message are counted as they arrive and reading stops at the limit."""
+
+    class Exceeded(Exception):
+        pass
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self, size: str) -> str:
+        return f"request body of {size} bytes exceeds max_body_bytes={self.max_bytes}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await _error(413, self._message(length))(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyLimit.Exceeded
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except _BodyLimit.Exceeded:
+            if started:
+                raise
+            await _error(413, self._message(f"more than {self.max_bytes}"))(scope, receive, send)
 
 
 def create_app(scorer: ScoresResponses, settings: ServerSettings | None = None) -> FastAPI:
@@ -100,23 +185,28 @@ def create_app(scorer: ScoresResponses, settings: ServerSettings | None = None) 
     app = FastAPI(title="codescaler reward server", version=__version__, lifespan=lifespan)
     app.state.batcher = batcher
     app.state.settings = settings
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     retry = {"Retry-After": f"{max(1, round(settings.retry_after_s))}"}
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return _error(413, f"request body of {length} bytes exceeds max_body_bytes={settings.max_body_bytes}")
-        return await call_next(request)
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        detail = [{"field": _field_path(e.get("loc", ())), "message": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in errors[:20]]
+    def invalid(errors: list[dict[str, Any]]) -> JSONResponse:
+        detail = errors[:20]
         first = detail[0] if detail else {"field": "body", "message": "invalid request"}
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return _error(422, f"field {first['field']!r}: {first['message']}{more}", detail=detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return invalid([{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                         "message": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()])
+
+    @app.exception_handler(BodyInvalid)
+    async def on_body_invalid(request: Request, exc: BodyInvalid) -> JSONResponse:
+        return invalid(exc.errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 400/404/405 from routing: the documented shape, not Starlette's {"detail": ...}.
+        return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     @app.exception_handler(_TooLarge)
     async def on_too_large(request: Request, exc: _TooLarge) -> JSONResponse:
@@ -140,44 +230,75 @@ def create_app(scorer: ScoresResponses, settings: ServerSettings | None = None) 
     async def on_shutdown(request: Request, exc: ShuttingDown) -> JSONResponse:
         return _error(503, str(exc), headers=retry)
 
-    def check_limits(prompts: Sequence[str], responses: Sequence[str], field: str) -> None:
-        if len(prompts) > settings.max_items_per_request:
-            raise _TooLarge(f"{len(prompts)} items exceed max_items_per_request={settings.max_items_per_request}; "
+    @app.exception_handler(BatcherStopped)
+    async def on_stopped(request: Request, exc: BatcherStopped) -> JSONResponse:
+        return _error(503, f"the scoring worker has stopped ({exc}); restart the server")
+
+    def check_count(count: int) -> None:
+        if count > settings.max_items_per_request:
+            raise _TooLarge(f"{count} items exceed max_items_per_request={settings.max_items_per_request}; "
                             "split the request")
-        for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-            if len(p) + len(r) > settings.max_chars_per_item:
-                raise _TooLarge(f"{field}.{i} has {len(p) + len(r)} characters, over "
+
+    def check_chars(field: str, sizes: Sequence[int]) -> None:
+        for i, size in enumerate(sizes):
+            if size > settings.max_chars_per_item:
+                raise _TooLarge(f"{field}.{i} has {size} characters, over "
                                 f"max_chars_per_item={settings.max_chars_per_item}")
 
+    def prepare_score(body: bytes) -> ScoreRequest:
+        request = decode_body(ScoreRequest, body)
+        check_count(len(request.items))
+        check_chars("items", [len(item.prompt) + len(item.response) for item in request.items])
+        return request
+
+    def prepare_reward(body: bytes) -> tuple[list[str], list[str]]:
+        request = decode_body(RewardRequest, body)
+        check_count(len(request.query))
+        # Sizes before parsing: the template split is linear, but it should never see what we refuse.
+        check_chars("query", [len(q) for q in request.query])
+        if request.prompts is not None:
+            check_chars("prompts", [len(p) for p in request.prompts])
+        problems, responses = split_queries(request.query, request.prompts)
+        check_chars("query", [len(p) + len(r) for p, r in zip(problems, responses, strict=True)])
+        return problems, responses
+
+    async def answer(payload: dict[str, Any], items: int) -> Response:
+        content = _render(payload) if items <= _INLINE_RESPONSE_ITEMS else await asyncio.to_thread(_render, payload)
+        return Response(content, media_type="application/json")
+
+    async def off_loop(fn: Callable[[bytes], T], request: Request) -> T:
+        return await asyncio.to_thread(fn, await request.body())
+
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "queued": batcher.queued}
+    async def health() -> JSONResponse:
+        if batcher.failure is not None:
+            return JSONResponse({"status": "dead", "queued": batcher.queued,
+                                 "error": f"the scoring worker has stopped ({batcher.failure}); restart the server"},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "queued": batcher.queued})
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
         return {**scorer.info, "server_version": __version__, "limits": asdict(settings),
-                "batches": batcher.batches, "items_scored": batcher.items_scored}
+                "batches": batcher.batches, "items_scored": batcher.items_scored,
+                "failed_batches": batcher.failed_batches}
 
     @app.post("/score", response_model=ScoreResponse)
-    async def score(body: ScoreRequest) -> ScoreResponse:
-        prompts = [item.prompt for item in body.items]
-        responses = [item.response for item in body.items]
-        check_limits(prompts, responses, "items")
-        scores = await batcher.submit(prompts, responses, [item.language for item in body.items])
-        return ScoreResponse(rewards=[s.reward for s in scores], raw_scores=[s.raw_score for s in scores],
-                             valid=[s.valid for s in scores])
+    async def score(request: Request) -> Response:
+        body = await off_loop(prepare_score, request)
+        scores = await batcher.submit([item.prompt for item in body.items], [item.response for item in body.items],
+                                      [item.language for item in body.items])
+        return await answer({"rewards": [s.reward for s in scores], "raw_scores": [s.raw_score for s in scores],
+                             "valid": [s.valid for s in scores]}, len(scores))
 
     @app.post("/get_reward", response_model=RewardResponse)
-    async def get_reward(body: RewardRequest) -> RewardResponse:
-        if len(body.query) > settings.max_items_per_request:
-            check_limits(body.query, [""] * len(body.query), "query")
-        problems, responses = split_queries(body.query, body.prompts)
-        check_limits(problems, responses, "query")
+    async def get_reward(request: Request) -> Response:
+        problems, responses = await off_loop(prepare_reward, request)
         scores = await batcher.submit(problems, responses, None)
         rewards = [s.reward for s in scores]
-        return RewardResponse(rewards=rewards, scores=rewards, extra_logs={
+        return await answer({"rewards": rewards, "scores": rewards, "extra_logs": {
             "valid": [1.0 if s.valid else 0.0 for s in scores],
             "raw_score": [s.raw_score if s.raw_score is not None else 0.0 for s in scores],
-        })
+        }}, len(scores))
 
     return app
