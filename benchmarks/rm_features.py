@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw", type=Path, default=ROOT / "runs/train-data/raw", help="for each task's source")
     ap.add_argument("--per-source", type=int, default=25)
     ap.add_argument("--val-per-source", type=int, default=8)
+    ap.add_argument("--limit", type=int, default=None, help="first N pairs (items) of each evaluation set")
     ap.add_argument("--sets", nargs="+", choices=SETS, default=["hep-python", "rm-bench-python", "codex"])
     ap.add_argument("--output-dir", type=Path, default=ROOT / "runs/rm-features")
     ap.add_argument("--cache-dir", type=Path, default=ROOT / ".cache/codescaler/features")
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sources = source_of_tasks(a.raw)
     train = sample_pairs(a.train_pairs, a.per_source, a.seed, sources)
-    val = sample_pairs(a.val_pairs, a.val_per_source, a.seed, sources)
+    val = sample_pairs(a.val_pairs, a.val_per_source, a.seed, sources) if a.val_per_source else []
     settings = HeadTrainSettings(pairs=(a.train_pairs,), output=out, layers=LAYERS, max_length=a.max_length,
                                  batch_size=a.batch_size)
     lazy = LazyExtractor(settings.backbone, lambda w, sha: spec_for(settings, hidden_size=w, sha256=sha),
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     sets: dict[str, tuple[str, Any]] = {}
     set_ranges = []
     for name in a.sets:
-        sets[name] = eval_items(name, out)
+        kind, loaded = eval_items(name, out)
+        sets[name] = (kind, loaded[: a.limit] if a.limit else loaded)
         modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if name.startswith("rm-bench") else [ExtractMode.STRICT]
         start = len(items)
         for mode in modes:

@@ -143,8 +143,11 @@ def test_eval_hep_cli_writes_json_with_both_baselines(tmp_path: Path, tiny_rm: P
     assert code == 0
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["rm"]["n"] == 6 and 0.0 <= report["rm"]["accuracy"] <= 1.0
-    assert set(report["baselines"]) == {"untrained_backbone", f"logprob:{lm}"}
+    assert set(report["baselines"]) == {"untrained_backbone", f"logprob:{lm}", "shorter_code_wins",
+                                        "longer_code_wins"}
     assert all(b["n"] == 6 for b in report["baselines"].values())
+    shorter, longer = report["baselines"]["shorter_code_wins"], report["baselines"]["longer_code_wins"]
+    assert shorter["accuracy"] + longer["accuracy"] == pytest.approx(1.0)   # opposite judges, ties half
 
 
 def test_eval_rm_bench_cli_reports_hard_normal_easy(tmp_path: Path, tiny_rm: Path, shared_data: Path) -> None:

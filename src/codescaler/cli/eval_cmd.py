@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
         sub.add_argument("--model", required=True, help="RM checkpoint, short name or hub id")
         sub.add_argument("--output", type=Path, default=None, help="JSON file to write (default: print)")
         sub.add_argument("--baselines", action="store_true",
-                         help="also score the untrained backbone and Qwen2.5-Coder-0.5B code log-prob")
+                         help="also score length-only judges (shorter / longer code wins), the untrained backbone "
+                         "and Qwen2.5-Coder-0.5B code log-prob, the same way")
         sub.add_argument("--input", choices=["code", "response"], default=default_input,
                          help="what the RM sees: extracted code or the whole response (default: %(default)s)")
         sub.add_argument("--extract-mode", choices=["strict", "lenient"], default=None,
@@ -74,7 +75,7 @@ def _load(args: argparse.Namespace) -> tuple[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from codescaler.bench import baselines, pairwise
     from codescaler.records import ExtractMode
-    from codescaler.scorer import Scorer
+    from codescaler.scorer import Scorer, resolve_checkpoint
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}", field="--limit")
@@ -96,8 +97,12 @@ def run(args: argparse.Namespace) -> int:
         report["baselines"] = {}
         if args.output is not None:
             _emit(args.output, report)  # the RM's result is kept even if a slow baseline is interrupted
+        # Length-only judges: a gain that one of them also gets is a length artifact, not judgement.
+        report["baselines"]["shorter_code_wins"] = measure(lambda _p, codes: [-float(len(c)) for c in codes])
+        report["baselines"]["longer_code_wins"] = measure(lambda _p, codes: [float(len(c)) for c in codes])
         try:
-            untrained = baselines.untrained_backbone(args.model, device=args.device, batch_size=args.batch_size)
+            untrained = baselines.untrained_backbone(resolve_checkpoint(args.model), device=args.device,
+                                                     batch_size=args.batch_size)
             report["baselines"]["untrained_backbone"] = measure(untrained.score_codes)
         except InputError as err:
             logger.warning("untrained-backbone baseline skipped: %s", err)
