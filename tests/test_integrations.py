@@ -172,9 +172,11 @@ def test_verl_compute_score_loads_the_rm_from_the_environment_once(
     finally:
         verl_adapter.set_scorer(None)
     expected = [s.reward for s in scorer.score([PROBLEM] * 3, [GOOD, NO_CODE, GOOD_BRUTE])]
-    assert good == pytest.approx(expected[0], abs=1e-6) and chat == pytest.approx(expected[0], abs=1e-6)
-    assert batch == pytest.approx(expected, abs=1e-6)
-    assert batch[1] == 0.0 and isinstance(good, float)
+    assert isinstance(good, dict) and isinstance(chat, dict)
+    assert good["score"] == pytest.approx(expected[0], abs=1e-6) and chat["score"] == pytest.approx(expected[0], abs=1e-6)
+    batch_scores = [r["score"] for r in batch if isinstance(r, dict)]
+    assert batch_scores == pytest.approx(expected, abs=1e-6)
+    assert batch_scores[1] == 0.0 and isinstance(good["score"], float)
 
 
 def test_verl_compute_score_without_problem_text_or_configuration_says_how_to_fix(
@@ -189,5 +191,83 @@ def test_verl_compute_score_without_problem_text_or_configuration_says_how_to_fi
         verl_adapter.set_scorer(None)
     monkeypatch.delenv("CODESCALER_RM", raising=False)
     monkeypatch.delenv("CODESCALER_RM_URL", raising=False)
-    with pytest.raises(InputError, match="CODESCALER_RM_URL"):
+    with pytest.raises(InputError, match=r"reward_kwargs\.model.*CODESCALER_RM_URL"):
         verl_adapter.compute_score("x", GOOD, "", {"question": PROBLEM})
+
+
+class _VerlNaiveRewardManagerDouble:
+    """A test double of verl's caller convention, written from reading verl (not copied): verl's
+    ``get_custom_reward_fn`` wraps the user's function so every call adds
+    ``custom_reward_function.reward_kwargs``; ``NaiveRewardManager`` calls it once per response with
+    keyword arguments only, takes ``result["score"]`` when the result is a dict (else the float itself)
+    and appends every key of a dict result to ``reward_extra_info``, which must stay rectangular."""
+
+    def __init__(self, raw_fn, reward_kwargs: dict) -> None:
+        self.compute_score = lambda *args, **kwargs: raw_fn(*args, **kwargs, **reward_kwargs)
+
+    def __call__(self, rows: list[dict]) -> tuple[list[float], dict[str, list]]:
+        from collections import defaultdict
+
+        rewards: list[float] = []
+        extra: dict[str, list] = defaultdict(list)
+        for row in rows:
+            extra_info = row.get("extra_info", None)
+            if isinstance(extra_info, dict):
+                extra_info["num_turns"] = None  # newer verl writes this into extra_info before the call
+            result = self.compute_score(data_source=row["data_source"], solution_str=row["response"],
+                                        ground_truth=row["reward_model"]["ground_truth"], extra_info=extra_info)
+            if isinstance(result, dict):
+                rewards.append(result["score"])
+                for key, value in result.items():
+                    extra[key].append(value)
+            else:
+                rewards.append(result)
+        assert len({len(v) for v in extra.values()}) <= 1, "reward_extra_info must be rectangular"
+        return rewards, dict(extra)
+
+
+def test_verl_reward_manager_gets_score_valid_and_raw_score_with_a_kwargs_configured_model(
+        tiny_rm: Path, scorer: Scorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing in the environment: the model comes from custom_reward_function.reward_kwargs only.
+    monkeypatch.delenv("CODESCALER_RM", raising=False)
+    monkeypatch.delenv("CODESCALER_RM_URL", raising=False)
+    verl_adapter.set_scorer(None)
+    responses = [GOOD, NO_CODE, GOOD_BRUTE, TRUNCATED]
+    rows = [{"data_source": "codescaler/humaneval", "response": r, "reward_model": {"style": "model", "ground_truth": ""},
+             "extra_info": {"question": PROBLEM, "index": i, "split": "train"}} for i, r in enumerate(responses)]
+    try:
+        manager = _VerlNaiveRewardManagerDouble(
+            verl_adapter.compute_score, {"model": str(tiny_rm), "device": "cpu", "batch_size": 4})
+        rewards, extra = manager(rows)
+        as_float = _VerlNaiveRewardManagerDouble(
+            verl_adapter.compute_score, {"model": str(tiny_rm), "device": "cpu", "batch_size": 4,
+                                         "return_dict": False})(rows[:1])[0][0]
+    finally:
+        verl_adapter.set_scorer(None)
+    expected = scorer.score([PROBLEM] * 4, responses)
+    assert rewards == pytest.approx([s.reward for s in expected], abs=1e-6)
+    assert rewards[0] > 0 and rewards[1] == 0.0 and rewards[3] == 0.0
+    assert set(extra) == {"score", "valid", "raw_score"}
+    assert extra["valid"] == [True, False, True, False]
+    assert extra["raw_score"][0] == pytest.approx(expected[0].raw_score, abs=1e-6)
+    assert math.isnan(extra["raw_score"][1])  # no valid code: no raw score, but the column stays rectangular
+    assert as_float == pytest.approx(rewards[0], abs=1e-6) and isinstance(as_float, float)
+
+
+def test_verl_batch_function_returns_dicts_and_kwargs_override_the_environment(
+        tiny_rm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESCALER_RM_URL", "http://127.0.0.1:9")  # would fail if it were used
+    verl_adapter.set_scorer(None)
+    try:
+        results = verl_adapter.compute_score_batch(
+            data_sources=["a", "a"], solution_strs=[GOOD, NO_CODE], ground_truths=[None, None],
+            extra_infos=[{"question": PROBLEM}] * 2, model=str(tiny_rm), device="cpu")
+        with pytest.raises(InputError, match="batch_size"):
+            verl_adapter.compute_score("a", GOOD, None, {"question": PROBLEM}, model=str(tiny_rm), batch_size=0)
+        with pytest.raises(InputError, match="exactly one"):
+            verl_adapter.compute_score("a", GOOD, None, {"question": PROBLEM}, model=str(tiny_rm),
+                                       url="http://127.0.0.1:9")
+    finally:
+        verl_adapter.set_scorer(None)
+    assert [set(r) for r in results] == [{"score", "valid", "raw_score"}] * 2
+    assert results[0]["valid"] is True and results[1] == {"score": 0.0, "valid": False, "raw_score": pytest.approx(math.nan, nan_ok=True)}

@@ -322,3 +322,31 @@ def test_cli_reports_a_missing_checkpoint_without_a_traceback(tmp_path: Path) ->
     src.write_text(json.dumps({"id": 1, "prompt": "p", "response": "r"}) + "\n", encoding="utf-8")
     done = _cli("--model", str(tmp_path / "nope" / "rm"), "--input", str(src), "--output", str(tmp_path / "o"))
     assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("model", ["SomeOrg/NotAModel", "LARK-Lab/CodeScaler-8B"])
+@pytest.mark.parametrize("network", ["offline", "unreachable"])
+def test_a_hub_id_that_cannot_be_loaded_is_one_line_exit_2_naming_model_dir(
+        tmp_path: Path, model: str, network: str) -> None:
+    import time
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 1, "prompt": PROBLEMS[0], "response": GOOD[0]}) + "\n", encoding="utf-8")
+    # An empty hub cache, and never the internet: HF_HUB_OFFLINE, or an endpoint that refuses at once.
+    env = {**os.environ, "TQDM_DISABLE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    if network == "offline":
+        env["HF_HUB_OFFLINE"] = "1"
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "codescaler", "score", "--model", model, "--input", str(src),
+                           "--output", str(tmp_path / "out.jsonl")], capture_output=True, text=True, timeout=300,
+                          env=env)
+    elapsed = time.monotonic() - start
+    lines = [line for line in done.stderr.split("\n") if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert model in lines[0] and "--model DIR" in lines[0]
+    assert ("offline" in lines[0]) == (network == "offline")
+    assert elapsed < 60, elapsed  # was 73 s with the network blocked
+    assert not (tmp_path / "out.jsonl").exists()

@@ -290,10 +290,12 @@ def test_trl_and_verl_adapters_through_the_server_match_in_process_scoring(
     monkeypatch.delenv("CODESCALER_RM", raising=False)
     verl_adapter.set_scorer(None)
     try:
-        batch = verl_adapter.compute_score_batch(["d"] * 4, responses, [None] * 4, [{"question": PROBLEM}] * 4)
+        batch = verl_adapter.compute_score_batch(["d"] * 4, responses, [None] * 4, [{"question": PROBLEM}] * 4,
+                                                 return_dict=False)
         assert batch == pytest.approx(remote, abs=1e-6)
         # More items than one model batch (--max-batch 64) are chunked by the server.
-        many = verl_adapter.compute_score_batch(["d"] * 69, [GOOD] * 69, [None] * 69, [{"question": PROBLEM}] * 69)
+        many = verl_adapter.compute_score_batch(["d"] * 69, [GOOD] * 69, [None] * 69, [{"question": PROBLEM}] * 69,
+                                                return_dict=False)
         assert len(many) == 69 and len(set(many)) == 1
     finally:
         verl_adapter.set_scorer(None)

@@ -307,3 +307,37 @@ def test_init_from_a_folder_without_codescaler_metadata_is_an_input_error(
     err = capsys.readouterr().err
     assert "has no codescaler.json" in err and "--model" in err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("flags,expected", [([], []), (["--report-to", "tensorboard"], ["tensorboard"]),
+                                            (["--report-to", "wandb", "trackio"], ["wandb", "trackio"])])
+def test_train_passes_report_to_through_to_trls_config_default_none(
+        pairs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], expected: list[str]) -> None:
+    import codescaler.training
+    from codescaler.cli import main
+
+    seen = {}
+
+    def fake_train(settings, config):  # the TRL config as train_reward_model would receive it
+        seen["report_to"] = config.report_to
+        return codescaler.training.TrainResult(settings.output, None, {})
+
+    monkeypatch.setattr(codescaler.training, "train_reward_model", fake_train)
+    assert main(["train", "--pairs", str(pairs_file), "--output", str(tmp_path / "rm"), *flags]) == 0
+    assert seen["report_to"] == expected
+
+
+def test_rl_passes_report_to_into_its_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import codescaler.rl
+    from codescaler.cli import main
+
+    seen = {}
+    def fake_run_rl(settings):
+        seen["s"] = settings
+        return {}
+
+    monkeypatch.setattr(codescaler.rl, "run_rl", fake_run_rl)
+    assert main(["rl", "--output", str(tmp_path / "run"), "--report-to", "tensorboard"]) == 0
+    assert seen["s"].report_to == ["tensorboard"]
+    assert main(["rl", "--output", str(tmp_path / "run")]) == 0
+    assert seen["s"].report_to == []

@@ -142,6 +142,43 @@ def resolve_model(name_or_path: str) -> str:
     return text
 
 
+HUB_PROBE_SECONDS = 5.0  # one request, no retries: huggingface_hub's own retries took 24 s on a refused port
+
+
+def check_hub_model(model_id: str) -> None:
+    """Make sure the hub id ``model_id`` can be loaded, quickly, before transformers tries (and prints a
+    traceback after minutes of retries): a copy in the local hub cache is enough; otherwise the hub must be
+    reachable (one request, ``HUB_PROBE_SECONDS``) and know the model. Raises ``InputError`` (one line,
+    naming ``--model DIR`` as the way out) when offline without a cached copy, unreachable, or unknown."""
+    import httpx
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.utils import build_hf_headers
+
+    for filename in ("config.json", "adapter_config.json"):
+        try:
+            if isinstance(try_to_load_from_cache(model_id, filename), str):
+                return
+        except Exception as err:  # an id the hub's validator refuses (bad characters ...)
+            raise InputError(f"{model_id!r} is neither a folder nor a valid hub id ({err})", field="model",
+                             fix="pass --model DIR, a local checkpoint folder") from None
+    way_out = (f"pass --model DIR, a local checkpoint folder (where the hub is reachable: "
+               f"`hf download {model_id} --local-dir DIR`)")
+    if constants.is_offline_mode():
+        raise InputError(f"hub model {model_id!r} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE is set)",
+                         field="model", fix=way_out)
+    url = f"{constants.ENDPOINT.rstrip('/')}/api/models/{model_id}"
+    try:
+        status = httpx.get(url, headers=build_hf_headers(), timeout=HUB_PROBE_SECONDS,
+                           follow_redirects=True).status_code
+    except httpx.HTTPError as err:
+        raise InputError(f"hub model {model_id!r} is not in the local hub cache and the hub "
+                         f"({constants.ENDPOINT}) cannot be reached: {type(err).__name__}", field="model",
+                         fix=way_out) from None
+    if status in (401, 403, 404):
+        raise InputError(f"hub model {model_id!r} was not found on {constants.ENDPOINT} (HTTP {status}; a gated "
+                         "or private model needs `hf auth login`)", field="model", fix=way_out)
+
+
 # --------------------------------------------------------------------------------------------------
 # Tiny random models for tests (offline, seconds)
 

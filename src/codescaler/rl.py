@@ -81,6 +81,7 @@ class RLSettings:
     data_dir: str | None = None
     workers: int | None = None         # execution workers (None: cpu count)
     overrides: dict[str, Any] = field(default_factory=dict)  # extra GRPOConfig fields
+    report_to: list[str] = field(default_factory=list)  # TRL/transformers trackers ([]: none)
 
 
 def load_problem_set(spec: str, data_dir: str | None, *, for_training: bool) -> list[Problem]:
@@ -335,7 +336,7 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
         reward_funcs.append(TestsReward(train, options))
 
     config = GRPOConfig(output_dir=str(out), max_steps=s.max_steps, logging_steps=1, save_strategy="steps",
-                        report_to=[], seed=s.seed, dataloader_num_workers=0, log_completions=False, **preset)
+                        report_to=list(s.report_to), seed=s.seed, dataloader_num_workers=0, log_completions=False, **preset)
 
     def evaluate(m: Any) -> dict[str, Any]:
         return evaluate_pass_at_1(m, tokenizer, held_out, max_new_tokens=eval_tokens, batch_size=eval_batch,

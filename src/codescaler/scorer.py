@@ -66,7 +66,7 @@ def default_rm_path() -> Path:
 
 def resolve_checkpoint(model: str) -> str:
     """``default`` -> the shipped RM folder; a short name, folder or hub id -> where it loads from."""
-    from codescaler.models import resolve_model
+    from codescaler.models import check_hub_model, resolve_model
 
     if model == DEFAULT_MODEL:
         path = default_rm_path()
@@ -78,7 +78,10 @@ def resolve_checkpoint(model: str) -> str:
                 "or a hub reward model such as Skywork/Skywork-Reward-V2-Qwen3-0.6B",
             )
         return str(path)
-    return resolve_model(model)
+    resolved = resolve_model(model)
+    if not Path(resolved).exists():
+        check_hub_model(resolved)  # a hub id: one clear line now rather than a traceback after retries
+    return resolved
 
 
 def _hub_metadata(model_id: str) -> RMMetadata | None:

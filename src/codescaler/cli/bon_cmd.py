@@ -350,7 +350,7 @@ def _read_inputs(args: argparse.Namespace) -> tuple[dict[str, Problem], list[Can
         if problem.task_id in problems:
             raise InputError(f"task {problem.task_id!r} appears twice", path=str(args.problems), field="task_id")
         problems[problem.task_id] = problem
-    cands = list(data.read_candidates(args.candidates))
+    cands = data.read_candidates(args.candidates, prompts={t: p.prompt for t, p in problems.items()})
     unknown = sorted({c.task_id for c in cands} - set(problems))
     if unknown:
         raise InputError(f"{len(unknown)} task ids are not in --problems, e.g. {unknown[0]!r}",

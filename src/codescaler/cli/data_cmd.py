@@ -2,7 +2,9 @@
 
 Writes ``problems.jsonl``, ``candidates.jsonl`` and ``labels.jsonl`` (verdict format, from the dataset's
 own labels) when the dataset has them, and ``manifest.json`` (source files with sha256, counts, split,
-EVAL-ONLY flag). ``codescaler data --list`` prints every name with its split and flag.
+EVAL-ONLY flag). ``--format verl`` writes ``NAME.parquet`` instead of the JSONL files: the columns verl's
+trainer reads (prompt as chat messages, data_source, ability, reward_model.ground_truth,
+extra_info.question; see docs/serving.md). ``codescaler data --list`` prints every name with its split and flag.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from codescaler import __version__
 from codescaler.data import file_sha256
 from codescaler.errors import InputError
 
+FORMATS = ("jsonl", "verl")
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("data", help="convert a public dataset into canonical JSONL",
@@ -29,6 +33,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data-dir", help="public data folder (default: $CODESCALER_DATA, then ../shared/data)")
     parser.add_argument("--cache-dir", type=Path, help="cache of computed expected outputs (humaneval-plus, "
                         "mbpp-plus); default $CODESCALER_CACHE or ~/.cache/codescaler")
+    parser.add_argument("--format", default="jsonl", help="jsonl (canonical files, default) or verl (NAME.parquet "
+                        "for verl's RL trainer)")
     parser.set_defaults(func=run)
 
 
@@ -65,6 +71,23 @@ def _umask() -> int:
     return mask
 
 
+def _write_verl(name: str, info: Any, problems: list, data_dir: Path | None, out: Path) -> int:
+    from codescaler import data
+    from codescaler.sampling import SamplingConfig, build_messages
+
+    config = SamplingConfig()
+    rows = data.write_verl_parquet(out / f"{info.name}.parquet", problems,
+                                   [build_messages(p, config) for p in problems], dataset=info.name, split=info.split)
+    manifest = {"dataset": info.name, "split": info.split, "eval_only": info.eval_only, "format": "verl",
+                "inputs": [f for rel in info.files for f in _inputs(rel, data_dir)], "counts": {"rows": rows},
+                "instruction": config.instruction, "codescaler_version": __version__,
+                "outputs": [f"{info.name}.parquet"]}
+    _write_json(out / "manifest.json", manifest)
+    flag = "EVAL-ONLY: never train or tune on it" if info.eval_only else "TRAIN/VALIDATION"
+    print(f"{info.name}: {rows} rows -> {out / (info.name + '.parquet')} ({flag})", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
 
@@ -78,12 +101,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no dataset name given", fix="codescaler data NAME --output-dir D (names: codescaler data --list)")
     if args.output_dir is None:
         raise InputError("--output-dir is required", fix=f"codescaler data {args.name} --output-dir D")
+    if args.format not in FORMATS:
+        raise InputError(f"unknown --format {args.format!r}", field="--format", fix=f"use one of: {', '.join(FORMATS)}")
     info = data.dataset_info(args.name)
     data_dir = None if args.name == "humaneval" else data.locate_data_dir(args.data_dir)
     problems = data.load_dataset_problems(args.name, data_dir, cache_dir=args.cache_dir)
-    candidates, labels = data.load_dataset_candidates(args.name, data_dir)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
+    if args.format == "verl":
+        return _write_verl(args.name, info, problems, data_dir, out)
+    candidates, labels = data.load_dataset_candidates(args.name, data_dir)
     counts: dict[str, int] = {"problems": data.write_problems(out / "problems.jsonl", problems)}
     if candidates:
         counts["candidates"] = data.write_candidates(out / "candidates.jsonl", candidates)

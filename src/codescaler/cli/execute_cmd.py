@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from codescaler import data
 
     problems = _index_problems(data.read_problems(args.problems), args.problems)
-    candidates = data.read_candidates(args.candidates)
+    candidates = data.read_candidates(args.candidates, prompts={t: p.prompt for t, p in problems.items()})
     unknown = _check_candidates(candidates, problems, args.candidates, args.problems, args.skip_unknown)
     with _exclusive(args.output):
         return _run_locked(args, problems, candidates, unknown)

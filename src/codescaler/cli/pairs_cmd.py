@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         extract_mode=ExtractMode(args.extract_mode), seed=args.seed,
     )
     problems = data.read_problems(args.problems, require_tests=False)  # pairing needs only the prompt
-    candidates = list(data.read_candidates(args.candidates))
+    candidates = data.read_candidates(args.candidates, prompts={p.task_id: p.prompt for p in problems})
     verdicts = list(data.index_verdicts(args.verdicts).values())  # conflicting duplicates are refused
     paths = {"problems": str(args.problems), "candidates": str(args.candidates), "verdicts": str(args.verdicts)}
     hashes = {name: "sha256:" + file_sha256(Path(p)) for name, p in paths.items()}

@@ -51,6 +51,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data-dir", default=None, help="public data folder (default: CODESCALER_DATA or ../shared/data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output")
+    p.add_argument("--report-to", nargs="+", default=["none"], metavar="TRACKER",
+                   help="experiment trackers for TRL (tensorboard, wandb, trackio, ...; default: none)")
     p.set_defaults(func=run)
 
 
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         output=args.output, reward=args.reward, policy=args.policy, rm=args.rm, problems=args.problems,
         eval_problems=eval_problems, preset=args.preset, max_steps=args.max_steps, eval_every=args.eval_every,
         train_limit=args.train_limit, eval_limit=args.eval_limit, resume=args.resume, seed=args.seed,
-        data_dir=args.data_dir, workers=args.workers, overrides=overrides)
+        data_dir=args.data_dir, workers=args.workers, overrides=overrides,
+        report_to=[] if args.report_to == ["none"] else list(args.report_to))
     result = run_rl(settings)
     print(json.dumps(result))
     return 0

@@ -80,6 +80,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output")
     p.add_argument("--stats-pairs", type=int, default=256,
                    help="training pairs scored afterwards for score_mean/std (default: %(default)s)")
+    p.add_argument("--report-to", nargs="+", default=["none"], metavar="TRACKER",
+                   help="experiment trackers for TRL/transformers (tensorboard, wandb, trackio, mlflow, ...; "
+                   "default: none)")
     p.set_defaults(func=run)
 
 
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
         gradient_accumulation_steps=args.grad_accum, seed=args.seed, bf16=bf16,
         gradient_checkpointing=checkpointing, center_rewards_coefficient=args.center_rewards_coefficient,
-        report_to="none", save_total_limit=2, eval_strategy="steps", save_strategy="steps",
+        report_to=[] if args.report_to == ["none"] else args.report_to, save_total_limit=2, eval_strategy="steps", save_strategy="steps",
         warmup_steps=0, lr_scheduler_type="linear",
         # Without CUDA, say so: under torchrun/accelerate the processes then join a gloo (MULTI_CPU) group.
         use_cpu=not cuda,

