@@ -19,8 +19,9 @@ from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 
 QWEN = Path("/work/main/.cache/codescaler/models/qwen2.5-coder-0.5b-instruct")
 
-# Answers in the shape Qwen2.5-Coder-0.5B-Instruct gives to the rl prompt on MBPP TRAIN problems
-# (a sentence, one fenced block, sometimes a usage line and an explanation after the block). Only the
+# Answers written in the shape Qwen2.5-Coder-0.5B-Instruct gives to the rl prompt on MBPP TRAIN problems
+# (a sentence, one fenced block, sometimes a usage line and an explanation after the block; 52-154
+# Qwen tokens up to the closing fence). Not sampled from the policy: no 0.5B run here. Only the
 # text up to the closing fence must fit: strict extraction accepts a closed block with a cut-off tail.
 RECORDED_ANSWERS = [
     # Mbpp/602
@@ -183,8 +184,10 @@ def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("no_model_loads")
 @pytest.mark.parametrize(("extra", "expected"), [
     (["--policy", "/nonexistent/policy"], "--policy"),
+    (["--policy", "."], "--policy"),                        # a folder, but no model in it
     (["--reward", "rm", "--rm", "/nonexistent/rm"], "--rm"),
-    (["--batch-size", "6", "--num-generations", "4"], "--batch-size"),
+    (["--batch-size", "6", "--num-generations", "4"], "--batch-size 8"),
+    (["--num-generations", "1", "--batch-size", "4"], "--num-generations"),
     (["--max-steps", "0"], "--max-steps"),
 ])
 def test_bad_flags_are_refused_in_one_line_with_exit_2_before_loading(
@@ -221,3 +224,15 @@ def test_resuming_from_another_runs_folder_is_refused_before_loading(
     code, err = _cli(capsys, "--output", str(out), "--reward", "tests", "--policy", str(tiny_policy), "--preset",
                      "smoke", "--data-dir", str(shared_data), "--eval-problems", "none", "--resume")
     assert code == 2 and "--reward" in err and "'rm'" in err and "'tests'" in err and "\n" not in err
+
+
+def test_full_flag_keeps_full_fine_tuning_with_full_checkpoints(tmp_path: Path, shared_data: Path,
+                                                                tiny_policy: Path) -> None:
+    out = tmp_path / "full"
+    run_rl(RLSettings(output=out, reward="tests", policy=str(tiny_policy), preset="smoke", lora=False, max_steps=1,
+                      train_limit=2, eval_problems=None, data_dir=str(shared_data), workers=2,
+                      overrides={"save_steps": 1, "max_completion_length": 8, "num_generations": 2,
+                                 "per_device_train_batch_size": 4}))
+    names = {f.name for f in (out / "checkpoint-1").iterdir()}
+    assert "model.safetensors" in names and "adapter_model.safetensors" not in names, names
+    print(f"full checkpoint-1: {_size(out / 'checkpoint-1')} bytes")

@@ -196,10 +196,12 @@ def _check_settings(s: RLSettings, preset: dict[str, Any]) -> None:
         raise InputError(f"--eval-every must be >= 0, got {preset['eval_every']}",
                          fix="pass 0 to evaluate only at step 0 and at the end")
     batch, groups = preset["per_device_train_batch_size"], preset["num_generations"]
-    if groups < 2 or batch % groups:
-        raise InputError(f"--batch-size {batch} is not a multiple of --num-generations {groups} (>= 2)",
-                         fix=f"pass --batch-size {max(groups, 2) * max(1, batch // max(groups, 2))} or change "
-                         "--num-generations: GRPO compares the rollouts of one prompt")
+    if groups < 2:
+        raise InputError(f"--num-generations must be >= 2, got {groups}",
+                         fix="pass 4 or more: GRPO's advantage compares the rollouts of one prompt")
+    if batch % groups:
+        raise InputError(f"--batch-size {batch} is not a multiple of --num-generations {groups}",
+                         fix=f"pass --batch-size {groups * -(-batch // groups)} (whole groups of rollouts per step)")
     if preset["lora"] and (s.lora_r < 1 or s.lora_alpha < 1):
         raise InputError(f"--lora-r {s.lora_r} / --lora-alpha {s.lora_alpha} must be >= 1", fix="e.g. 16 / 32")
 
@@ -272,8 +274,7 @@ def _problems(s: RLSettings, limit: int | None, easiest_first: bool) -> tuple[li
     try:
         train = load_problem_set(s.problems, s.data_dir, for_training=True)
     except InputError as err:
-        raise InputError(f"--problems: {err.message}", path=err.path, line=err.line, field=err.field,
-                         fix=err.fix) from err
+        raise InputError(f"--problems: {err.render()}") from err
     if easiest_first:  # shortest reference solution first: problems a small policy can solve
         train = sorted(train, key=lambda p: len(p.reference) if p.reference else 10**9)
     train = train[:limit]
