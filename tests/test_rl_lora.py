@@ -236,3 +236,17 @@ def test_full_flag_keeps_full_fine_tuning_with_full_checkpoints(tmp_path: Path, 
     names = {f.name for f in (out / "checkpoint-1").iterdir()}
     assert "model.safetensors" in names and "adapter_model.safetensors" not in names, names
     print(f"full checkpoint-1: {_size(out / 'checkpoint-1')} bytes")
+
+
+def test_smoke_preset_trains_on_the_easiest_handful_of_train_problems(tmp_path: Path, shared_data: Path) -> None:
+    from codescaler.rl import _problems, _resolve
+
+    settings, _, own = _resolve(RLSettings(output=tmp_path, preset="smoke", eval_problems="mbpp-validation",
+                                           eval_limit=5, data_dir=str(shared_data)))
+    train, held_out = _problems(settings, settings.train_limit, own["easiest_first"])
+    assert len(train) == 8 and len(held_out) == 5
+    lengths = sorted(len(p.reference or "") for p in train)
+    everything = sorted(len(p.reference or "") for p in _problems(replace(settings, train_limit=None), None,
+                                                                    False)[0])
+    assert lengths == everything[:8]                # the shortest reference solutions of MBPP TRAIN
+    assert all(601 <= int(p.task_id.split("/")[-1]) <= 974 for p in train)
