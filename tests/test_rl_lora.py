@@ -250,3 +250,11 @@ def test_smoke_preset_trains_on_the_easiest_handful_of_train_problems(tmp_path: 
                                                                     False)[0])
     assert lengths == everything[:8]                # the shortest reference solutions of MBPP TRAIN
     assert all(601 <= int(p.task_id.split("/")[-1]) <= 974 for p in train)
+
+
+def test_max_completion_length_also_bounds_the_held_out_eval(tmp_path: Path) -> None:
+    from codescaler.rl import _resolve
+
+    own = _resolve(RLSettings(output=tmp_path, preset="smoke", overrides={"max_completion_length": 12}))[2]
+    assert own["eval_max_new_tokens"] == 12
+    assert _resolve(RLSettings(output=tmp_path, preset="cpu"))[2]["eval_max_new_tokens"] == 192

@@ -294,6 +294,9 @@ def _resolve(s: RLSettings) -> tuple[RLSettings, dict[str, Any], dict[str, Any]]
     if s.preset not in PRESETS:
         raise InputError(f"--preset: unknown preset {s.preset!r}", fix=f"use one of: {', '.join(PRESETS)}")
     preset = {**PRESETS[s.preset], **s.overrides}
+    if "max_completion_length" in s.overrides and "eval_max_new_tokens" not in s.overrides:
+        # The held-out eval measures the policy under the budget it is trained with.
+        preset["eval_max_new_tokens"] = s.overrides["max_completion_length"]
     for key, value in (("eval_every", s.eval_every), ("train_limit", s.train_limit), ("lora", s.lora)):
         if value is not None:
             preset[key] = value
