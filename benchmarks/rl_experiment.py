@@ -51,6 +51,8 @@ def run_one(reward: str, args: argparse.Namespace, policy: str, rm: str) -> dict
         cmd += ["--max-completion-length", str(args.max_completion_length)]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
+    if args.smoke:  # the smoke preset writes no checkpoint by default; one per step lets a re-run resume
+        cmd += ["--save-steps", "1"]
     if (run_dir / "metrics.jsonl").is_file():
         cmd.append("--resume")
     print("+", " ".join(cmd), flush=True)

@@ -22,7 +22,7 @@ export CODESCALER_CACHE=${CODESCALER_CACHE:-$PWD/$OUT/cache}
 
 if [ "${SMOKE:-0}" = "1" ]; then
     exec nice "$PY" benchmarks/rl_experiment.py --smoke --out "$OUT" --steps "${STEPS_SMOKE:-2}" \
-        --train-limit 4 --eval-limit 3
+        --train-limit 4 --eval-limit 3 --max-completion-length 12
 fi
 
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU: use SMOKE=1 on CPU")'

@@ -38,8 +38,10 @@ def _verdict_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _settings(tmp: Path, shared_data: Path, policy: Path, **kw: object) -> RLSettings:
+    # Short completions: a tiny random policy writes no code at any length, and each token costs CPU.
     base: dict = dict(output=tmp / "run", policy=str(policy), preset="smoke", max_steps=2, train_limit=6,
-                      eval_limit=3, data_dir=str(shared_data), workers=2)
+                      eval_limit=3, data_dir=str(shared_data), workers=2,
+                      overrides={"max_completion_length": 12, "eval_max_new_tokens": 12})
     base.update(kw)
     return RLSettings(**base)
 
@@ -63,15 +65,18 @@ def test_rm_reward_run_writes_one_metrics_row_per_step_and_evals(tmp_path: Path,
     evals = _rows(tmp_path / "run" / "eval.jsonl")
     assert [e["step"] for e in evals] == [0, 2]
     assert all(e["n"] == 3 and 0.0 <= e["pass_at_1"] <= 1.0 for e in evals)
-    assert (tmp_path / "run" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not list((tmp_path / "run").glob("checkpoint-*"))     # the smoke preset saves none unless asked
+    assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
 
 
 def test_tests_reward_run_gives_zero_rewards_for_a_garbage_policy_and_resumes(
         tmp_path: Path, shared_data: Path, tiny_policy: Path) -> None:
-    first = run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="tests", max_steps=1, eval_problems=None))
+    asked = {"max_completion_length": 12, "eval_max_new_tokens": 12, "save_steps": 1}
+    first = run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="tests", max_steps=1, eval_problems=None,
+                             overrides=asked))
     assert first["global_step"] == 1
     again = run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="tests", max_steps=2, eval_problems=None,
-                             resume=True))
+                             resume=True, overrides=asked))
     assert again["global_step"] == 2 and again["checkpoint"].endswith("checkpoint-1")
     rows = _rows(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
@@ -137,7 +142,7 @@ def test_tests_reward_pays_only_for_passing_strictly_extracted_code(tmp_path: Pa
 def test_cli_smoke_run_via_subprocess(tmp_path: Path, shared_data: Path, tiny_policy: Path, tiny_rm: Path) -> None:
     env = {**os.environ, "CODESCALER_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", "rm+tests", "--policy", str(tiny_policy),
-           "--rm", str(tiny_rm), "--preset", "smoke", "--max-steps", "1", "--train-limit", "4",
+           "--rm", str(tiny_rm), "--preset", "smoke", "--max-steps", "1", "--train-limit", "4", "--max-completion-length", "12",
            "--eval-problems", "none", "--data-dir", str(shared_data), "--output", str(tmp_path / "cli")]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,7 +11,10 @@ preset, then trains, writing into ``settings.output``:
   ``step_s`` and the per-reward means ``reward_<name>``.
 - ``eval.jsonl``: held-out pass@1 (greedy decoding + execution) at step 0, every ``eval_every`` steps and
   at the end: ``step``, ``pass_at_1``, ``valid_rate``, ``n``.
-- ``checkpoint-<step>/`` every ``save_steps`` (TRL's own), resumable with ``resume=True``.
+- ``checkpoint-<step>/`` every ``save_steps`` (TRL's own), resumable with ``resume=True``; with LoRA (the
+  CPU presets) a checkpoint holds the adapter and its optimizer state only, never the base weights.
+- ``run.json``: the settings that define the run; a resume with other settings is refused.
+- ``final/``: the trained adapter (LoRA) or policy (``lora=False``).
 
 Rewards (strict extraction everywhere: a response must contain exactly one fenced block of valid code):
 - ``rm``: ``integrations.trl.CodeScalerReward`` (softplus-shaped RM score, 0.0 without valid code);
@@ -24,18 +27,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from codescaler.errors import InputError
-from codescaler.executor import ExecuteOptions, execute
-from codescaler.extract import extract_code
-from codescaler.records import Candidate, ExtractMode, Language, Problem, Status
+from codescaler.executor import ExecuteOptions
+from codescaler.records import ExtractMode, Language, Problem, Status
+from codescaler.rl_metrics import evaluate_pass_at_1, make_metrics_callback, run_tests, truncate_rows
 from codescaler.sampling import SamplingConfig, build_messages
+
+__all__ = ["PRESETS", "RLSettings", "TestsReward", "evaluate_pass_at_1", "load_problem_set", "policy_dtype",
+           "run_rl", "run_tests", "write_run_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +51,43 @@ DEFAULT_EVAL = "mbpp-validation"
 # 511-600 validation, 601-974 train. All of MBPP is allowed for training here (data/README.md); the
 # validation ids are kept out of the default training set so they can serve as the held-out set.
 _MBPP_SPLITS = {"mbpp-train": range(601, 975), "mbpp-validation": range(511, 601)}
+# Every linear layer of a Qwen2/Qwen3/Llama block: LoRA on attention alone learns markedly slower.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-# The paper's GRPO hyperparameters; batch sizes chosen for one 80 GB GPU and a 0.5B policy.
+_PAPER = dict(beta=0.0, epsilon=0.2, epsilon_high=0.28, temperature=0.6, top_p=0.95)
+# Preset keys that are not GRPOConfig fields: lora, eval_every, train_limit, easiest_first (take the
+# training problems with the shortest reference solutions first), eval_max_new_tokens, eval_batch_size.
+# On CPU gradient checkpointing does not pay: memory is plentiful and recomputation costs ~30% more time.
 PRESETS: dict[str, dict[str, Any]] = {
-    "gpu": dict(num_generations=8, per_device_train_batch_size=32, gradient_accumulation_steps=1,
-                learning_rate=1e-6, beta=0.0, epsilon=0.2, epsilon_high=0.28, temperature=0.6, top_p=0.95,
-                max_completion_length=512, bf16=True, save_steps=50, eval_max_new_tokens=512,
-                eval_batch_size=32),
-    "smoke": dict(num_generations=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                  learning_rate=1e-5, beta=0.0, epsilon=0.2, epsilon_high=0.28, temperature=0.6, top_p=0.95,
-                  max_completion_length=12, bf16=False, use_cpu=True, save_steps=1, gradient_checkpointing=False, eval_max_new_tokens=12,
-                  eval_batch_size=4),
+    # The paper's hyperparameters (full fine-tuning); batch sizes for one 80 GB GPU and a 0.5B policy.
+    "gpu": dict(_PAPER, num_generations=8, per_device_train_batch_size=32, gradient_accumulation_steps=1,
+                learning_rate=1e-6, max_completion_length=512, bf16=True, save_steps=50, lora=False,
+                eval_every=0, train_limit=None, easiest_first=False, eval_max_new_tokens=512, eval_batch_size=32),
+    # Two steps on a few easy problems: 160 tokens hold a fenced MBPP solution (tests/test_rl_lora.py measures
+    # recorded answers of the real policy); 2 prompts x 4 rollouts so a group can disagree.
+    "smoke": dict(_PAPER, num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+                  learning_rate=2e-5, max_completion_length=160, bf16=False, use_cpu=True, save_steps=None,
+                  gradient_checkpointing=False, lora=True, eval_every=0, train_limit=8, easiest_first=True,
+                  eval_max_new_tokens=160, eval_batch_size=4),
+    # A real experiment on CPU: 4 prompts x 4 rollouts a step, LoRA (a higher lr than the paper's full
+    # fine-tuning, as usual for adapters), held-out pass@1 every 5 steps, an adapter checkpoint every 5.
+    "cpu": dict(_PAPER, num_generations=4, per_device_train_batch_size=16, gradient_accumulation_steps=1,
+                learning_rate=2e-5, max_completion_length=192, bf16=False, use_cpu=True, save_steps=5,
+                gradient_checkpointing=False, lora=True, eval_every=5, train_limit=None, easiest_first=False,
+                eval_max_new_tokens=192, eval_batch_size=8),
 }
+_OWN_KEYS = ("lora", "eval_every", "train_limit", "easiest_first", "eval_max_new_tokens", "eval_batch_size")
+# GRPOConfig field -> the CLI flag that sets it, for messages.
+FLAGS = {"per_device_train_batch_size": "--batch-size", "num_generations": "--num-generations",
+         "learning_rate": "--lr", "max_completion_length": "--max-completion-length", "save_steps": "--save-steps"}
 
 
 @dataclass(frozen=True)
 class RLSettings:
-    """One GRPO run (resolved by the CLI). ``problems``/``eval_problems``: a JSONL path or a dataset name."""
+    """One GRPO run (resolved by the CLI). ``problems``/``eval_problems``: a JSONL path or a dataset name.
+
+    ``None`` for ``eval_every``, ``train_limit`` or ``lora`` means the preset's value.
+    """
 
     output: Path
     reward: str = "rm"
@@ -73,15 +97,29 @@ class RLSettings:
     eval_problems: str | None = DEFAULT_EVAL
     preset: str = "gpu"
     max_steps: int = 100
-    eval_every: int = 0                # 0: evaluate only at step 0 and at the end
-    train_limit: int | None = None     # first N training problems (None: all)
+    eval_every: int | None = None      # 0: evaluate only at step 0 and at the end
+    train_limit: int | None = None     # first N training problems
     eval_limit: int | None = 100       # first N held-out problems
     resume: bool = False
     seed: int = 0
     data_dir: str | None = None
     workers: int | None = None         # execution workers (None: cpu count)
+    lora: bool | None = None           # LoRA adapters (True) or full fine-tuning (False)
+    lora_r: int = 16
+    lora_alpha: int = 32
     overrides: dict[str, Any] = field(default_factory=dict)  # extra GRPOConfig fields
     report_to: list[str] = field(default_factory=list)  # TRL/transformers trackers ([]: none)
+
+
+def policy_dtype(device: Any, n_params: int, *, lora: bool) -> Any:
+    """The base policy's dtype: bf16 only under LoRA (fp32 adapters hold the small updates) and only where
+    ``scorer.pick_dtype`` finds native bf16 (CUDA; AVX512/AMX CPUs: on AVX2 bf16 matmul is 3.4x slower
+    than fp32). Full fine-tuning keeps fp32 master weights: a 1e-6 update is below bf16's resolution."""
+    import torch
+
+    from codescaler.scorer import pick_dtype
+
+    return pick_dtype(None, device, n_params) if lora else torch.float32
 
 
 def load_problem_set(spec: str, data_dir: str | None, *, for_training: bool) -> list[Problem]:
@@ -114,14 +152,6 @@ def build_dataset(problems: Sequence[Problem], sampling: SamplingConfig) -> Any:
 
     return Dataset.from_list([{"prompt": build_messages(p, sampling), "task_id": p.task_id,
                                "language": Language.parse(p.language).value} for p in problems])
-
-
-def run_tests(problems: Sequence[Problem], responses: Sequence[str], options: ExecuteOptions) -> list[Status]:
-    """Execute each response (strict extraction) against its problem's hidden tests; statuses in order."""
-    jobs = [(p, Candidate(p.task_id, f"rl-{i}", response=r)) for i, (p, r) in enumerate(zip(problems, responses,
-                                                                                             strict=True))]
-    by_id = {v.candidate_id: v.status for v in execute(jobs, options)}
-    return [by_id[c.candidate_id] for _, c in jobs]
 
 
 class TestsReward:
@@ -157,121 +187,81 @@ class TestsReward:
         return [1.0 if s == Status.PASSED else 0.0 for s in statuses]
 
 
-def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], *, max_new_tokens: int,
-                       batch_size: int, options: ExecuteOptions, sampling: SamplingConfig) -> dict[str, Any]:
-    """Greedy pass@1 of ``model`` on ``problems``: one response each, strict extraction, hidden tests."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    responses: list[str] = []
-    try:
-        for start in range(0, len(problems), batch_size):
-            chunk = problems[start:start + batch_size]
-            texts = [tokenizer.apply_chat_template(build_messages(p, sampling), tokenize=False,
-                                                   add_generation_prompt=True) for p in chunk]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with torch.inference_mode():
-                out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                                     pad_token_id=tokenizer.pad_token_id)
-            responses.extend(tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    statuses = run_tests(problems, responses, replace(options, extract_mode=ExtractMode.STRICT))
-    n = len(statuses)
-    valid = sum(extract_code(r, Language.parse(p.language).value, ExtractMode.STRICT).valid
-                for p, r in zip(problems, responses, strict=True))
-    return {"pass_at_1": sum(s == Status.PASSED for s in statuses) / n if n else None,
-            "valid_rate": valid / n if n else None, "n": n}
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
-
-
-def _truncate_rows(path: Path, last_step: int) -> None:
-    """Keep only rows with ``step <= last_step`` (after a resume, later rows are redone), atomically."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text(encoding="utf-8").split("\n")
-            if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: Any, eval_every: int) -> Any:
-    """A ``TrainerCallback`` writing metrics.jsonl rows and running ``evaluate(model) -> dict`` into eval.jsonl."""
-    from transformers import TrainerCallback
-
-    metrics_path, eval_path = output / "metrics.jsonl", output / "eval.jsonl"
-
-    class MetricsCallback(TrainerCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.start = time.monotonic()
-            self.last = self.start
-            self.evaluated: set[int] = set()
-            self.main = True
-
-        def _eval(self, step: int, model: Any) -> None:
-            if evaluate is None or step in self.evaluated or not self.main:
-                return
-            self.evaluated.add(step)
-            row = {"step": step, **evaluate(model)}
-            logger.info("held-out eval at step %d: %s", step, row)
-            _append(eval_path, row)
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-            self.start = self.last = time.monotonic()
-            self.main = state.is_world_process_zero  # with several processes, rank 0 alone writes
-            if state.global_step == 0:
-                self._eval(0, model)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-            if not logs or "reward" not in logs or not self.main:
-                return
-            now = time.monotonic()
-            valid = logs.get("codescaler/valid_fraction", logs.get("tests/valid_fraction"))
-            row = {"step": state.global_step, "reward_mean": logs.get("reward"),
-                   "reward_std": logs.get("reward_std"), "valid_rate": valid,
-                   "pass_rate": logs.get("tests/pass_rate"),
-                   "response_length_mean": logs.get("completions/mean_length"),
-                   "wall_s": round(now - self.start, 3), "step_s": round(now - self.last, 3)}
-            for name in reward_names:
-                row[f"reward_{name}"] = logs.get(f"rewards/{name}/mean")
-            self.last = now
-            _append(metrics_path, row)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-            if eval_every > 0 and state.global_step % eval_every == 0:
-                self._eval(state.global_step, model)
-
-        def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-            self._eval(state.global_step, model)
-
-    return MetricsCallback()
-
-
-def _check_settings(s: RLSettings) -> None:
+def _check_settings(s: RLSettings, preset: dict[str, Any]) -> None:
+    """Flag-level checks; each names the flag and the fix (before anything is read or loaded)."""
     if s.reward not in REWARDS:
-        raise InputError(f"unknown reward {s.reward!r}", field="reward", fix=f"use one of: {', '.join(REWARDS)}")
-    if s.preset not in PRESETS:
-        raise InputError(f"unknown preset {s.preset!r}", field="preset", fix=f"use one of: {', '.join(PRESETS)}")
+        raise InputError(f"--reward: unknown reward {s.reward!r}", fix=f"use one of: {', '.join(REWARDS)}")
     if s.max_steps < 1:
-        raise InputError(f"max steps must be >= 1, got {s.max_steps}", field="max_steps")
-    if s.eval_every < 0:
-        raise InputError(f"eval-every must be >= 0, got {s.eval_every}", field="eval_every")
-    if "rm" in s.reward.split("+") and s.rm == "default":
-        from codescaler.scorer import default_rm_path
+        raise InputError(f"--max-steps must be >= 1, got {s.max_steps}", fix="pass a positive step budget")
+    if preset["eval_every"] < 0:
+        raise InputError(f"--eval-every must be >= 0, got {preset['eval_every']}",
+                         fix="pass 0 to evaluate only at step 0 and at the end")
+    batch, groups = preset["per_device_train_batch_size"], preset["num_generations"]
+    if groups < 2:
+        raise InputError(f"--num-generations must be >= 2, got {groups}",
+                         fix="pass 4 or more: GRPO's advantage compares the rollouts of one prompt")
+    if batch % groups:
+        raise InputError(f"--batch-size {batch} is not a multiple of --num-generations {groups}",
+                         fix=f"pass --batch-size {groups * -(-batch // groups)} (whole groups of rollouts per step)")
+    if preset["lora"] and (s.lora_r < 1 or s.lora_alpha < 1):
+        raise InputError(f"--lora-r {s.lora_r} / --lora-alpha {s.lora_alpha} must be >= 1", fix="e.g. 16 / 32")
 
-        if not (default_rm_path() / "config.json").is_file() and not (default_rm_path() / "adapter_config.json").is_file():
-            raise InputError(f"the default reward model is not shipped in this build ({default_rm_path()} is missing)",
-                             field="rm", fix="pass --rm PATH to a trained RM (codescaler train), or use --reward tests")
+
+def _loadable(flag: str, spec: str, *, rm: bool) -> str:
+    """Where ``spec`` loads from; ``InputError`` naming ``flag`` when it cannot be loaded (no model load)."""
+    from codescaler.models import resolve_model
+    from codescaler.scorer import resolve_checkpoint
+
+    try:
+        path = resolve_checkpoint(spec) if rm else resolve_model(spec)
+    except InputError as err:
+        raise InputError(f"{flag}: {err.message}", fix=err.fix or f"pass a model folder or hub id to {flag}") from err
+    folder = Path(path)
+    markers = ("config.json", "adapter_config.json", "codescaler.json") if rm else ("config.json",)
+    if folder.exists() and not any((folder / m).is_file() for m in markers):
+        raise InputError(f"{flag}: {path} holds no {' or '.join(markers)}, so no model loads from it",
+                         fix=f"pass a Hugging Face model folder to {flag}")
+    return path
+
+
+def run_record(s: RLSettings) -> dict[str, Any]:
+    """The settings that define a run (what a resume must match); the step budget and eval cadence may grow."""
+    s = _resolve(s)[0]
+    record = {"reward": s.reward, "policy": s.policy, "problems": s.problems, "eval_problems": s.eval_problems,
+              "preset": s.preset, "train_limit": s.train_limit, "eval_limit": s.eval_limit, "seed": s.seed,
+              "lora": s.lora, "lora_r": s.lora_r, "lora_alpha": s.lora_alpha,
+              "rm": s.rm if "rm" in s.reward.split("+") else None,
+              **{k: v for k, v in sorted(s.overrides.items()) if k != "save_steps"}}
+    return json.loads(json.dumps(record, default=str))
+
+
+def write_run_record(s: RLSettings) -> None:
+    """``run.json`` in the output folder: the run's defining settings and the versions that made it."""
+    import importlib.metadata as md
+
+    versions: dict[str, str | None] = {}
+    for name in ("codescaler", "trl", "peft", "transformers", "torch"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    out = Path(s.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps({"settings": run_record(s), "versions": versions}, indent=1),
+                                  encoding="utf-8")
+
+
+def _check_resume(s: RLSettings) -> None:
+    path = Path(s.output) / "run.json"
+    if not path.is_file():
+        logger.warning("%s has no run.json (an older run): cannot check that --resume continues the same run", path)
+        return
+    made, now = json.loads(path.read_text(encoding="utf-8"))["settings"], run_record(s)
+    for key in sorted(made.keys() | now.keys()):
+        if made.get(key) != now.get(key):
+            flag = FLAGS.get(key, "--" + key.replace("_", "-"))
+            raise InputError(f"{flag}: this folder's run was made with {made.get(key)!r}, got {now.get(key)!r}",
+                             path=str(path), fix=f"resume with the run's own {flag}, or choose a fresh --output")
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -281,53 +271,95 @@ def last_checkpoint(out: Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-def run_rl(s: RLSettings) -> dict[str, Any]:
-    """Train (see the module docstring); returns ``{"global_step", "output", "checkpoint"}``."""
-    _check_settings(s)
-    out = Path(s.output)
-    checkpoint = last_checkpoint(out) if s.resume else None
-    if s.resume and checkpoint is None:
-        raise InputError(f"--resume given but {out} holds no checkpoint-<step> folder", path=str(out),
-                         fix="drop --resume to start a fresh run")
-    if not s.resume and (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").stat().st_size:
-        raise InputError(f"{out} already holds a run (metrics.jsonl)", path=str(out),
-                         fix="pass --resume to continue it, or choose a fresh --output")
-    out.mkdir(parents=True, exist_ok=True)
-    if checkpoint is not None:
-        done = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-        _truncate_rows(out / "metrics.jsonl", done)
-        _truncate_rows(out / "eval.jsonl", done)
-
-    preset = dict(PRESETS[s.preset])
-    eval_tokens, eval_batch = preset.pop("eval_max_new_tokens"), preset.pop("eval_batch_size")
-    preset.update(s.overrides)
-    sampling = SamplingConfig()
-    train = load_problem_set(s.problems, s.data_dir, for_training=True)[:s.train_limit]
+def _problems(s: RLSettings, limit: int | None, easiest_first: bool) -> tuple[list[Problem], list[Problem]]:
+    try:
+        train = load_problem_set(s.problems, s.data_dir, for_training=True)
+    except InputError as err:
+        raise InputError(f"--problems: {err.render()}") from err
+    if easiest_first:  # shortest reference solution first: problems a small policy can solve
+        train = sorted(train, key=lambda p: len(p.reference) if p.reference else 10**9)
+    train = train[:limit]
     if not train:
-        raise InputError(f"no training problems in {s.problems!r}", field="problems")
+        raise InputError(f"--problems: no training problems in {s.problems!r}", fix="pass a non-empty problems file")
     held_out = (load_problem_set(s.eval_problems, s.data_dir, for_training=False)[:s.eval_limit]
                 if s.eval_problems else [])
     overlap = {p.task_id for p in train} & {p.task_id for p in held_out}
     if overlap:
         raise InputError(f"{len(overlap)} held-out problems are also training problems (e.g. {min(overlap)})",
                          field="eval_problems", fix="use disjoint training and held-out sets")
-    options = ExecuteOptions(workers=s.workers, extract_mode=ExtractMode.STRICT)
+    return train, held_out
 
+
+def _resolve(s: RLSettings) -> tuple[RLSettings, dict[str, Any], dict[str, Any]]:
+    """Settings with the preset's values filled in, the GRPOConfig fields, and the preset's own keys."""
+    if s.preset not in PRESETS:
+        raise InputError(f"--preset: unknown preset {s.preset!r}", fix=f"use one of: {', '.join(PRESETS)}")
+    preset = {**PRESETS[s.preset], **s.overrides}
+    if "max_completion_length" in s.overrides and "eval_max_new_tokens" not in s.overrides:
+        # The held-out eval measures the policy under the budget it is trained with.
+        preset["eval_max_new_tokens"] = s.overrides["max_completion_length"]
+    for key, value in (("eval_every", s.eval_every), ("train_limit", s.train_limit), ("lora", s.lora)):
+        if value is not None:
+            preset[key] = value
+    own = {key: preset.pop(key) for key in _OWN_KEYS}
+    return replace(s, eval_every=own["eval_every"], train_limit=own["train_limit"], lora=own["lora"]), preset, own
+
+
+def run_rl(s: RLSettings) -> dict[str, Any]:
+    """Train (see the module docstring); returns ``{"global_step", "output", "checkpoint"}``.
+
+    Every input is checked before a model loads: ``InputError`` names the flag and the fix.
+    """
+    s, preset, own = _resolve(s)
+    _check_settings(s, {**preset, **own})
+    policy_path = _loadable("--policy", s.policy, rm=False)
+    if "rm" in s.reward.split("+"):
+        _loadable("--rm", s.rm, rm=True)
+    out = Path(s.output)
+    checkpoint = last_checkpoint(out) if s.resume else None
+    if s.resume and checkpoint is None:
+        raise InputError(f"--resume given but {out} holds no checkpoint-<step> folder", path=str(out),
+                         fix="drop --resume to start a fresh run, or pass --save-steps N to write checkpoints")
+    if s.resume:
+        _check_resume(s)
+    if not s.resume and (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").stat().st_size:
+        raise InputError(f"{out} already holds a run (metrics.jsonl)", path=str(out),
+                         fix="pass --resume to continue it, or choose a fresh --output")
+    train, held_out = _problems(s, s.train_limit, own["easiest_first"])
+    options = ExecuteOptions(workers=s.workers, extract_mode=ExtractMode.STRICT)
+    if checkpoint is not None:
+        done = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+        truncate_rows(out / "metrics.jsonl", done)
+        truncate_rows(out / "eval.jsonl", done)
+    else:
+        write_run_record(s)
+    return _train(s, preset, own, policy_path, checkpoint, train, held_out, options)
+
+
+def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_path: str, checkpoint: str | None,
+           train: list[Problem], held_out: list[Problem], options: ExecuteOptions) -> dict[str, Any]:
     import torch  # heavy imports only once the inputs are known to be good
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     from codescaler.integrations.trl import CodeScalerReward
-    from codescaler.models import resolve_model
 
+    out = Path(s.output)
     device = "cpu" if preset.get("use_cpu") else ("cuda" if torch.cuda.is_available() else "cpu")
-
-    policy_path = resolve_model(s.policy)
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # fp32 master weights even with bf16 (autocast): a 1e-6 update is below bf16's resolution.
+    # Loaded in fp32 first: the dtype rule needs the parameter count, and a cast is cheap.
     model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
+    dtype = policy_dtype(torch.device(device), sum(p.numel() for p in model.parameters()), lora=bool(s.lora))
+    model = model.to(dtype)
+    peft_config = None
+    if s.lora:
+        from peft import LoraConfig
+
+        # TRL wraps the policy (get_peft_model); its Trainer then saves and resumes adapters only.
+        peft_config = LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.0,
+                                 target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
 
     reward_funcs: list[Any] = []
     if "rm" in s.reward.split("+"):
@@ -335,20 +367,26 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
     if "tests" in s.reward.split("+"):
         reward_funcs.append(TestsReward(train, options))
 
-    config = GRPOConfig(output_dir=str(out), max_steps=s.max_steps, logging_steps=1, save_strategy="steps",
-                        report_to=list(s.report_to), seed=s.seed, dataloader_num_workers=0, log_completions=False, **preset)
+    # No save_steps (the smoke preset): no checkpoint at all, unless --save-steps asks for one.
+    preset["save_strategy"] = "no" if preset.get("save_steps") is None else "steps"
+    if preset.get("save_steps") is None:
+        preset.pop("save_steps", None)
+    config = GRPOConfig(output_dir=str(out), max_steps=s.max_steps, logging_steps=1, report_to=list(s.report_to), seed=s.seed,
+                        dataloader_num_workers=0, log_completions=False, **preset)
+    sampling = SamplingConfig()
 
     def evaluate(m: Any) -> dict[str, Any]:
-        return evaluate_pass_at_1(m, tokenizer, held_out, max_new_tokens=eval_tokens, batch_size=eval_batch,
-                                  options=options, sampling=sampling)
+        return evaluate_pass_at_1(m, tokenizer, held_out, max_new_tokens=own["eval_max_new_tokens"],
+                                  batch_size=own["eval_batch_size"], options=options, sampling=sampling)
 
     callback = make_metrics_callback(out, [f.__name__ for f in reward_funcs], evaluate if held_out else None,
-                                     s.eval_every)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config,
+                                     int(s.eval_every or 0))
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, peft_config=peft_config,
                           train_dataset=build_dataset(train, sampling), processing_class=tokenizer,
                           callbacks=[callback])
-    logger.info("GRPO: %d training problems, %d held-out, reward %s, preset %s, %d steps%s", len(train),
-                len(held_out), s.reward, s.preset, s.max_steps, f", resuming {checkpoint}" if checkpoint else "")
+    logger.info("GRPO: %d training problems, %d held-out, reward %s, preset %s, %s, policy %s, %d steps%s",
+                len(train), len(held_out), s.reward, s.preset, f"LoRA r={s.lora_r}" if s.lora else "full",
+                dtype, s.max_steps, f", resuming {checkpoint}" if checkpoint else "")
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(out / "final"))
     return {"global_step": trainer.state.global_step, "output": str(out), "checkpoint": checkpoint}

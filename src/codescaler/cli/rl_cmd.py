@@ -35,18 +35,28 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eval-problems", default=DEFAULT_EVAL,
                    help="held-out problems (default: %(default)s = MBPP ids 511-600); 'none' to skip")
     p.add_argument("--preset", choices=sorted(PRESETS), default="gpu",
-                   help="gpu: the paper's hyperparameters; smoke: tiny CPU run (default: %(default)s)")
+                   help="gpu: the paper's hyperparameters, full fine-tuning; cpu: 0.5B + LoRA, 4 prompts x 4 "
+                   "rollouts, held-out eval every 5 steps; smoke: 2 steps on 8 easy problems, no checkpoint "
+                   "(default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=100)
-    p.add_argument("--eval-every", type=int, default=0,
-                   help="held-out eval every K steps (always at step 0 and at the end; default: %(default)s)")
-    p.add_argument("--train-limit", type=int, default=None, help="use the first N training problems")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="held-out eval every K steps (always at step 0 and at the end; default: the preset's)")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="use the first N training problems (default: the preset's; all for gpu and cpu)")
+    lora = p.add_mutually_exclusive_group()
+    lora.add_argument("--lora", dest="lora", action="store_true", default=None,
+                      help="train LoRA adapters (default for the cpu and smoke presets)")
+    lora.add_argument("--full", "--no-lora", dest="lora", action="store_false",
+                      help="full fine-tuning (default for the gpu preset)")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: %(default)s)")
+    p.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (default: %(default)s)")
     p.add_argument("--eval-limit", type=int, default=100, help="use the first N held-out problems")
     p.add_argument("--max-completion-length", type=int, default=None, help="override the preset")
     p.add_argument("--batch-size", type=int, default=None,
                    help="completions per device per step (override the preset; a multiple of --num-generations)")
     p.add_argument("--num-generations", type=int, default=None, help="rollouts per prompt (override the preset)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (override the preset)")
-    p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (override the preset)")
+    p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (override the preset; smoke: none)")
     p.add_argument("--workers", type=int, default=None, help="execution workers (default: CPU count)")
     p.add_argument("--data-dir", default=None, help="public data folder (default: CODESCALER_DATA or ../shared/data)")
     p.add_argument("--seed", type=int, default=0)
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                  "train_limit", "workers"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}", field=flag)
+            raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}", fix="pass a positive number")
     overrides = {key: value for key, value in (
         ("max_completion_length", args.max_completion_length), ("per_device_train_batch_size", args.batch_size),
         ("num_generations", args.num_generations), ("learning_rate", args.lr), ("save_steps", args.save_steps),
@@ -73,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         output=args.output, reward=args.reward, policy=args.policy, rm=args.rm, problems=args.problems,
         eval_problems=eval_problems, preset=args.preset, max_steps=args.max_steps, eval_every=args.eval_every,
         train_limit=args.train_limit, eval_limit=args.eval_limit, resume=args.resume, seed=args.seed,
-        data_dir=args.data_dir, workers=args.workers, overrides=overrides,
+        data_dir=args.data_dir, workers=args.workers, lora=args.lora, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, overrides=overrides,
         report_to=[] if args.report_to == ["none"] else list(args.report_to))
     result = run_rl(settings)
     print(json.dumps(result))

@@ -1,0 +1,131 @@
+"""Metrics of a GRPO run (layer L3): held-out greedy pass@1 and the rows of metrics.jsonl / eval.jsonl.
+
+Rows are appended and flushed one line at a time, so a killed run keeps every row it wrote; on a resume,
+rows after the resumed checkpoint's step are dropped (they are redone) so each file holds one row a step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from codescaler.executor import ExecuteOptions, execute
+from codescaler.extract import extract_code
+from codescaler.records import Candidate, ExtractMode, Language, Problem, Status
+from codescaler.sampling import SamplingConfig, build_messages
+
+logger = logging.getLogger(__name__)
+
+
+def run_tests(problems: Sequence[Problem], responses: Sequence[str], options: ExecuteOptions) -> list[Status]:
+    """Execute each response (strict extraction) against its problem's hidden tests; statuses in order."""
+    jobs = [(p, Candidate(p.task_id, f"rl-{i}", response=r)) for i, (p, r) in enumerate(zip(problems, responses,
+                                                                                             strict=True))]
+    by_id = {v.candidate_id: v.status for v in execute(jobs, options)}
+    return [by_id[c.candidate_id] for _, c in jobs]
+
+
+def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], *, max_new_tokens: int,
+                       batch_size: int, options: ExecuteOptions, sampling: SamplingConfig) -> dict[str, Any]:
+    """Greedy pass@1 of ``model`` on ``problems``: one response each, strict extraction, hidden tests."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    responses: list[str] = []
+    try:
+        for start in range(0, len(problems), batch_size):
+            chunk = problems[start:start + batch_size]
+            texts = [tokenizer.apply_chat_template(build_messages(p, sampling), tokenize=False,
+                                                   add_generation_prompt=True) for p in chunk]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.inference_mode():
+                out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+                                     pad_token_id=tokenizer.pad_token_id)
+            responses.extend(tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    statuses = run_tests(problems, responses, replace(options, extract_mode=ExtractMode.STRICT))
+    n = len(statuses)
+    valid = sum(extract_code(r, Language.parse(p.language).value, ExtractMode.STRICT).valid
+                for p, r in zip(problems, responses, strict=True))
+    return {"pass_at_1": sum(s == Status.PASSED for s in statuses) / n if n else None,
+            "valid_rate": valid / n if n else None, "n": n}
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+
+
+def truncate_rows(path: Path, last_step: int) -> None:
+    """Keep only rows with ``step <= last_step`` (after a resume, later rows are redone), atomically."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").split("\n")
+            if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: Any, eval_every: int) -> Any:
+    """A ``TrainerCallback`` writing metrics.jsonl rows and running ``evaluate(model) -> dict`` into eval.jsonl."""
+    from transformers import TrainerCallback
+
+    metrics_path, eval_path = output / "metrics.jsonl", output / "eval.jsonl"
+
+    class MetricsCallback(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.start = time.monotonic()
+            self.last = self.start
+            self.evaluated: set[int] = set()
+            self.main = True
+
+        def _eval(self, step: int, model: Any) -> None:
+            if evaluate is None or step in self.evaluated or not self.main:
+                return
+            self.evaluated.add(step)
+            row = {"step": step, **evaluate(model)}
+            logger.info("held-out eval at step %d: %s", step, row)
+            append_row(eval_path, row)
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            self.start = self.last = time.monotonic()
+            self.main = state.is_world_process_zero  # with several processes, rank 0 alone writes
+            if state.global_step == 0:
+                self._eval(0, model)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if not logs or "reward" not in logs or not self.main:
+                return
+            now = time.monotonic()
+            valid = logs.get("codescaler/valid_fraction", logs.get("tests/valid_fraction"))
+            row = {"step": state.global_step, "reward_mean": logs.get("reward"),
+                   "reward_std": logs.get("reward_std"), "valid_rate": valid,
+                   "pass_rate": logs.get("tests/pass_rate"),
+                   "response_length_mean": logs.get("completions/mean_length"),
+                   "wall_s": round(now - self.start, 3), "step_s": round(now - self.last, 3)}
+            for name in reward_names:
+                row[f"reward_{name}"] = logs.get(f"rewards/{name}/mean")
+            self.last = now
+            append_row(metrics_path, row)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            if eval_every > 0 and state.global_step % eval_every == 0:
+                self._eval(state.global_step, model)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            self._eval(state.global_step, model)
+
+    return MetricsCallback()
