@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-# name -> (column groups, head kind, pair filter)
+# name -> (column groups, head kind, pair filter[, "free": the likelihood weights are not penalised])
 MUTANT_SOURCES = ("leetcode-train", "mbpp")
 LIK = ["likelihood"]
 FACTS = ["facts"]
@@ -19,7 +19,7 @@ def hidden(*layers: int) -> list[str]:
     return [f"h{layer}.{pool}" for layer in layers for pool in ("last", "mean")]
 
 
-CONFIGS: dict[str, tuple[list[str], str, str]] = {
+CONFIGS: dict[str, tuple[Any, ...]] = {
     "likelihood": (LIK, "linear", "all"),
     "likelihood+facts": (LIK + FACTS, "linear", "all"),
     "hidden 24": (hidden(24), "linear", "all"),
@@ -32,6 +32,9 @@ CONFIGS: dict[str, tuple[list[str], str, str]] = {
     "hidden 8,12,18,24 + lik + facts": (hidden(8, 12, 18, 24) + LIK + FACTS, "linear", "all"),
     "hidden 12,18,24 + lik + facts, mlp": (hidden(12, 18, 24) + LIK + FACTS, "mlp", "all"),
     "likelihood+facts, mlp": (LIK + FACTS, "mlp", "all"),
+    "hidden 24 + lik (free) + facts": (hidden(24) + LIK + FACTS, "linear", "all", "free"),
+    "hidden 12,18,24 + lik (free) + facts": (hidden(12, 18, 24) + LIK + FACTS, "linear", "all", "free"),
+    "hidden 12 + lik (free) + facts": (hidden(12) + LIK + FACTS, "linear", "all", "free"),
     "hidden 12,18,24 + lik + facts, mutant pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear", "mutant"),
     "hidden 12,18,24 + lik + facts, real-sample pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear", "real"),
 }
@@ -70,16 +73,17 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
             return [float(v) for v in f(cache.get(list(prompts), list(codes))[:, cols])]
         return score
 
-    for name, (col_groups, kind, subset) in CONFIGS.items():
+    for name, (col_groups, kind, subset, *options) in CONFIGS.items():
         cols = _columns(groups_of, names, col_groups)
+        free = tuple(groups_of["likelihood"]) if "free" in options else ()
         keep = np.ones(len(train), dtype=bool) if subset == "all" else (mutant if subset == "mutant" else ~mutant)
         if keep.sum() < 10:
             continue
         started = time.monotonic()
         head = fit_head(xc[keep][:, cols], xr[keep][:, cols], [g for g, k in zip(groups, keep, strict=True) if k],
-                        [names[c] for c in cols], HeadSettings(kind=kind, seed=seed, folds=5))
+                        [names[c] for c in cols], HeadSettings(kind=kind, seed=seed, folds=5, free=free))
         heads[name] = (head, cols)
-        rows[name] = {"kind": "head", "pairs": int(keep.sum()), "cv_accuracy": head.report.get("cv_accuracy"),
+        rows[name] = {"kind": "head", "pairs": int(keep.sum()), "data": subset, "cv_accuracy": head.report.get("cv_accuracy"),
                       "l2": head.report.get("l2"), "fit_seconds": round(time.monotonic() - started, 2),
                       "columns": len(cols)}
     lp = names.index("lp_mean")
@@ -116,7 +120,8 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
     (out / "ablations.md").write_text(table, encoding="utf-8")
     print(table)
     if ship is not None:
-        best = max((n for n in heads), key=lambda n: rows[n]["cv_accuracy"] or 0.0)
+        # CV accuracies are comparable only between heads fitted on the same pairs: choose among "all".
+        best = max((n for n in heads if rows[n]["data"] == "all"), key=lambda n: rows[n]["cv_accuracy"] or 0.0)
         _ship(ship, heads[best][0], spec, best, report, train)
     return report
 
@@ -155,8 +160,8 @@ def _ship(target: Path, head: Any, spec: Any, name: str, report: dict[str, Any],
     sub = FeatureSpec(**{**spec.to_dict(), "layers": layers, "pooling": pooling if layers else (),
                          "likelihood": "lp_mean" in head.columns, "facts": "log_chars" in head.columns})
     assert sub.names() == head.columns, "shipped head columns must be a computable spec"
-    figures = {label: f"{100 * _set_figure(v):.1f}%" for label, v in report["rows"][name].items()
-               if isinstance(v, dict)}
+    figures = {f"{label}, {v.get('n')} pairs/prompts": f"{100 * _set_figure(v):.1f}%"
+               for label, v in report["rows"][name].items() if isinstance(v, dict)}
     manifest = {"data": {"train_pairs": len(train), "train_problems": len({ex.group for ex in train}),
                          "train_sources": report["train_sources"]},
                 "ablation": name, "heldout_figures": figures, "head": head.report,

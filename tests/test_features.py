@@ -256,3 +256,16 @@ def test_a_head_checkpoint_on_other_weights_is_refused_with_one_line(tiny_lm, tm
     errors = [line for line in refused.stderr.splitlines()
               if line.strip() and not line.startswith(("INFO", "WARNING", "Loading"))]
     assert len(errors) == 1, refused.stderr
+
+
+def test_the_committed_feature_head_checkpoint_is_self_consistent():
+    from codescaler.rm_checkpoint import read_metadata
+
+    folder = Path(__file__).resolve().parents[1] / "src/codescaler/assets/feature_head_rm"
+    meta = read_metadata(folder)
+    assert meta.format_version == 2 and meta.head is not None and meta.base_model == "qwen2.5-coder-0.5b-instruct"
+    spec = FeatureSpec.from_dict(meta.head["features"])
+    head = load_head(folder, meta.head)
+    assert head.columns == spec.names() and len(head.columns) == meta.head["n_columns"]
+    assert "humaneval" not in json.dumps(meta.manifest["data"]).lower()      # trained on TRAIN sources only
+    assert (folder / "README.md").read_text().startswith("---\nlibrary_name: codescaler")

@@ -210,6 +210,7 @@ def save_head_checkpoint(output: Path, head: Head, spec: FeatureSpec, manifest: 
                                                                                          spec.backbone)})
         write_metadata(staging, meta)
         write_model_card(staging, meta)
+        _apply_umask(staging)
         if output.exists():
             backup = output.with_name(f".{output.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -222,6 +223,17 @@ def save_head_checkpoint(output: Path, head: Head, spec: FeatureSpec, manifest: 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output
+
+
+def _apply_umask(folder: Path) -> None:
+    """Temp files and folders are created private (0600/0700): give the checkpoint the user's umask."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~mask)
 
 
 def _settings_dict(settings: HeadTrainSettings) -> dict[str, Any]:

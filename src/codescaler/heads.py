@@ -10,6 +10,8 @@ Contract
 - ``linear``: s(x) = w·z (no bias: a constant cancels in every comparison). Fitted by L-BFGS to
   convergence (the loss is convex). ``mlp``: s(x) = w·z + v·gelu(W z + b) (a linear skip plus a small
   hidden layer), fitted by AdamW for a fixed number of epochs.
+- ``free`` columns (e.g. the likelihood group) are not penalised, so that a strongly regularised head
+  is the fitted no-training baseline plus a small correction, not a shrunken one.
 - ``l2`` is chosen by K-fold cross-validation grouped by problem (a problem's pairs are never split
   across folds), on pairwise accuracy (ties half) then log-loss; the final head is refitted on all pairs.
 - Saved as ``head.safetensors`` (tensors) + the ``head`` block of ``codescaler.json`` (kind, columns,
@@ -47,6 +49,7 @@ class HeadSettings:
     epochs: int = 40
     lr: float = 3e-3
     seed: int = 0
+    free: tuple[str, ...] = ()   # columns whose weight is not penalised: the head falls back to them as l2 grows
 
     def validate(self) -> None:
         if self.kind not in KINDS:
@@ -202,6 +205,7 @@ def _fit_once(xc: Any, xr: Any, w: Any, columns: list[str], settings: HeadSettin
     import torch
 
     both = torch.cat([xc, xr])
+    penalised = torch.tensor([c not in settings.free for c in columns], dtype=torch.float32)
     mean = both.mean(0)
     std = both.std(0).clamp_min(STD_FLOOR)
     zc, zr = (xc - mean) / std, (xr - mean) / std
@@ -218,7 +222,8 @@ def _fit_once(xc: Any, xr: Any, w: Any, columns: list[str], settings: HeadSettin
         a, b_, ww = (zc, zr, w) if rows is None else (zc[rows], zr[rows], w[rows])
         margin = _forward(settings.kind, params, a) - _forward(settings.kind, params, b_)
         data = (ww * torch.nn.functional.softplus(-margin)).sum() / (total if rows is None else float(ww.sum()))
-        reg = sum((p ** 2).sum() for k, p in params.items() if k != "b")
+        reg = (penalised * params["w"] ** 2).sum() + sum((p ** 2).sum() for k, p in params.items()
+                                                          if k not in ("b", "w"))
         return data + 0.5 * l2 * reg
 
     if settings.kind == "linear":
