@@ -269,3 +269,15 @@ def test_the_committed_feature_head_checkpoint_is_self_consistent():
     assert head.columns == spec.names() and len(head.columns) == meta.head["n_columns"]
     assert "humaneval" not in json.dumps(meta.manifest["data"]).lower()      # trained on TRAIN sources only
     assert (folder / "README.md").read_text().startswith("---\nlibrary_name: codescaler")
+
+
+def test_free_columns_are_not_shrunk_so_a_heavily_regularised_head_falls_back_to_them():
+    rng = np.random.default_rng(1)
+    n = 300
+    chosen, rejected = rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 3)).astype(np.float32)
+    rejected[:, 0] -= 1.0                                    # column "lp" carries the signal
+    groups = [f"p{i}" for i in range(n)]
+    shrunk = fit_head(chosen, rejected, groups, ["lp", "a", "b"], HeadSettings(l2_grid=(1e4,)))
+    free = fit_head(chosen, rejected, groups, ["lp", "a", "b"], HeadSettings(l2_grid=(1e4,), free=("lp",)))
+    assert abs(float(shrunk.params["w"][0])) < 1e-3
+    assert float(free.params["w"][0]) > 0.3 and float(free.params["w"][1:].abs().max()) < 1e-3
