@@ -252,15 +252,10 @@ class FeatureExtractor:
         import numpy as np
         import torch
 
+        from codescaler.scorer import right_pad
+
         batch = [ids[prefix:] for ids, _, _ in spans]
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), prefix + width), dtype=torch.long)
-        mask[:, :prefix] = 1
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, prefix: prefix + len(ids)] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        input_ids, mask = right_pad(batch, prefix, self._pad_id, self.device)
         kwargs: dict[str, Any] = {"use_cache": False}
         if prefix:
             cache = self._prefix_cache(spans[0][0][:prefix])

@@ -408,14 +408,7 @@ class Scorer:
 
         import torch
 
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), prefix_length + width), dtype=torch.long)
-        mask[:, :prefix_length] = 1
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, prefix_length: prefix_length + len(ids)] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        input_ids, mask = right_pad(batch, prefix_length, self._pad_id, self.device)
         if self._head is not None and self._backbone is not None:
             if prefix_cache is not None:
                 cache = copy.deepcopy(prefix_cache)  # the forward appends to it in place
@@ -430,3 +423,17 @@ class Scorer:
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
         return [float(v) for v in logits[:, 0].float().cpu()]
 
+
+def right_pad(batch: Sequence[Sequence[int]], prefix_length: int, pad_id: int, device: Any) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) for rows of token ids padded on the right; the mask also covers
+    ``prefix_length`` cached tokens before every row (prefix sharing). Shared by the feature extractor."""
+    import torch
+
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), prefix_length + width), dtype=torch.long)
+    mask[:, :prefix_length] = 1
+    for row, ids in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        mask[row, prefix_length: prefix_length + len(ids)] = 1
+    return input_ids.to(device), mask.to(device)
