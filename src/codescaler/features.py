@@ -30,6 +30,7 @@ Contract
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -136,16 +137,26 @@ class FeatureSpec:
 
 
 def weights_sha256(folder: str | Path) -> str:
-    """sha256 over a model folder's weight files (name + content, sorted), the backbone's identity."""
+    """sha256 over a model folder's weight files (name + content, sorted), the backbone's identity.
+
+    Hashing a 0.5B model reads ~1.3 GB, and one job asks twice (the spec, then the load): the digest is
+    memoised per process on the files' names, sizes and modification times.
+    """
     root = Path(folder)
     files = sorted(p for p in root.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf") and p.is_file())
     if not files:
         raise InputError(f"{root} holds no weight files", path=str(root), field="backbone",
                          fix="pass a Hugging Face model folder")
+    state = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _files_sha256(state)
+
+
+@functools.lru_cache(maxsize=8)
+def _files_sha256(state: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as handle:
+    for path, _size, _mtime in state:
+        digest.update(Path(path).name.encode() + b"\0")
+        with open(path, "rb") as handle:
             while chunk := handle.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()

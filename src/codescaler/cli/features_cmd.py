@@ -106,9 +106,10 @@ def run(args: argparse.Namespace) -> int:
     prompts = [ex.prompt for ex in examples] * 2
     codes = [ex.chosen_code for ex in examples] + [ex.rejected_code for ex in examples]
     on_total, step, close = _progress()
-    on_total(len(cache.missing(prompts, codes)))
+    todo = len(cache.missing(prompts, codes))
+    on_total(todo)
     try:
-        done = cache.fill(extractor.get(), prompts, codes, step) if cache.missing(prompts, codes) else 0
+        done = cache.fill(extractor.get(), prompts, codes, step) if todo else 0
     finally:
         close()
     print(f"{done} programs computed, {len(cache)} in {cache.folder}")
