@@ -51,7 +51,7 @@ def source_of_tasks(raw: Path) -> dict[str, str]:
 
 
 def sample_pairs(path: Path, per_source: int, seed: int, sources: dict[str, str]) -> list[Any]:
-    """Up to ``per_source`` usable pairs of each source, at most 2 per problem, seeded."""
+    """Up to ``per_source`` usable pairs of each source, at most 2 per problem, seeded (nested in N)."""
     from codescaler.training import read_pairs
 
     examples, _ = read_pairs(path)
@@ -62,17 +62,18 @@ def sample_pairs(path: Path, per_source: int, seed: int, sources: dict[str, str]
         row = rows[ex.line]
         kind = "mutant" if "/mut-" in str(row.get("rejected_id", "")) else "real"
         by_source[f"{sources.get(ex.group, 'unknown')}:{kind}"][ex.group].append(ex)
-    rng = random.Random(seed)
     picked = []
-    for _source, problems in sorted(by_source.items()):
+    for source, problems in sorted(by_source.items()):
+        # One generator per source and per problem: a larger --per-source takes a superset of a smaller
+        # one, so a cache filled for N pairs per source is reused when a later run asks for more.
         names = sorted(problems)
-        rng.shuffle(names)
+        random.Random(f"{seed}:{source}").shuffle(names)
         taken: list[Any] = []
         for name in names:
             if len(taken) >= per_source:
                 break
-            group = problems[name]
-            rng.shuffle(group)
+            group = sorted(problems[name], key=lambda ex: ex.line)
+            random.Random(f"{seed}:{source}:{name}").shuffle(group)
             taken += group[: min(2, per_source - len(taken))]
         picked += taken
     return picked
