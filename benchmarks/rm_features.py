@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--features-only", action="store_true", help="fill the cache and stop")
     ap.add_argument("--ship", type=Path, default=None, help="write the best-on-validation head checkpoint here")
+    ap.add_argument("--scorers", nargs="*", default=[],
+                    help="checkpoints scored on the same items by their own forward passes, as in "
+                         "rm_heldout.py (e.g. rm:default = the shipped LoRA RM)")
     a = ap.parse_args(argv)
 
     from codescaler.feature_cache import FeatureCache
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from rm_features_eval import run_ablations
 
-    run_ablations(cache, train, val, sets, sources, out, stats, ship=a.ship, seed=a.seed)
+    run_ablations(cache, train, val, sets, sources, out, stats, ship=a.ship, seed=a.seed,
+                  scorers=tuple(a.scorers), limit=a.limit)
     return 0
 
 

@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
-# name -> (column groups, head kind, pair filter[, "free": the likelihood weights are not penalised])
+# name -> (column groups, head kind, pair subset[, option]). Subsets: all, mutant, real (by source),
+# balanced (as many chosen-longer as chosen-shorter pairs), dedup (one pair per identical code pair up
+# to whitespace). Options: "free" = the likelihood weights are not penalised; "free-lp" = only the mean
+# token log-prob is (a strongly regularised head is the fitted log-prob judge plus a small correction).
 MUTANT_SOURCES = ("leetcode-train", "mbpp")
 LIK = ["likelihood"]
 FACTS = ["facts"]
@@ -35,6 +38,13 @@ CONFIGS: dict[str, tuple[Any, ...]] = {
     "hidden 24 + lik (free) + facts": (hidden(24) + LIK + FACTS, "linear", "all", "free"),
     "hidden 12,18,24 + lik (free) + facts": (hidden(12, 18, 24) + LIK + FACTS, "linear", "all", "free"),
     "hidden 12 + lik (free) + facts": (hidden(12) + LIK + FACTS, "linear", "all", "free"),
+    "hidden 24 + lik + facts, lp_mean free": (hidden(24) + LIK + FACTS, "linear", "all", "free-lp"),
+    "hidden 12,18,24 + lik + facts, lp_mean free": (hidden(12, 18, 24) + LIK + FACTS, "linear", "all", "free-lp"),
+    "hidden 24 + lik (free) + facts, mlp": (hidden(24) + LIK + FACTS, "mlp", "all", "free"),
+    "hidden 24 + lik (free) + facts, length-balanced pairs": (hidden(24) + LIK + FACTS, "linear", "balanced", "free"),
+    "hidden 24 + lik (free) + facts, deduplicated pairs": (hidden(24) + LIK + FACTS, "linear", "dedup", "free"),
+    "hidden 24 + lik (free) + facts, mutant pairs only": (hidden(24) + LIK + FACTS, "linear", "mutant", "free"),
+    "hidden 24 + lik (free) + facts, real-sample pairs only": (hidden(24) + LIK + FACTS, "linear", "real", "free"),
     "hidden 12,18,24 + lik + facts, mutant pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear", "mutant"),
     "hidden 12,18,24 + lik + facts, real-sample pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear", "real"),
 }
@@ -51,7 +61,7 @@ def _set_figure(result: dict[str, Any]) -> float:
 
 def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, tuple[str, Any]],
                   sources: dict[str, str], out: Path, stats: dict[str, Any], *, ship: Path | None,
-                  seed: int) -> dict[str, Any]:
+                  seed: int, scorers: tuple[str, ...] = (), limit: int | None = None) -> dict[str, Any]:
     from codescaler.bench import pairwise
     from codescaler.heads import HeadSettings, fit_head
     from codescaler.records import ExtractMode
@@ -63,6 +73,9 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
     xc = cache.get(pr, [ex.chosen_code for ex in train])
     xr = cache.get(pr, [ex.rejected_code for ex in train])
     groups = [ex.group for ex in train]
+    vp = [ex.prompt for ex in val]
+    vc = cache.get(vp, [ex.chosen_code for ex in val]) if val else np.zeros((0, len(names)), dtype=np.float32)
+    vr = cache.get(vp, [ex.rejected_code for ex in val]) if val else vc
     # leetcode-train and mbpp give reference-vs-mutant pairs only; the other sources real LLM samples
     mutant = np.array([sources.get(ex.group) in MUTANT_SOURCES for ex in train])
     rows: dict[str, dict[str, Any]] = {}
@@ -73,10 +86,12 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
             return [float(v) for v in f(cache.get(list(prompts), list(codes))[:, cols])]
         return score
 
+    subsets = {"all": np.ones(len(train), dtype=bool), "mutant": mutant, "real": ~mutant,
+               "balanced": _length_balanced(train, seed), "dedup": _deduplicated(train)}
     for name, (col_groups, kind, subset, *options) in CONFIGS.items():
         cols = _columns(groups_of, names, col_groups)
-        free = tuple(groups_of["likelihood"]) if "free" in options else ()
-        keep = np.ones(len(train), dtype=bool) if subset == "all" else (mutant if subset == "mutant" else ~mutant)
+        free = tuple(groups_of["likelihood"]) if "free" in options else ("lp_mean",) if "free-lp" in options else ()
+        keep = subsets[subset]
         if keep.sum() < 10:
             continue
         started = time.monotonic()
@@ -86,6 +101,8 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
         rows[name] = {"kind": "head", "pairs": int(keep.sum()), "data": subset, "cv_accuracy": head.report.get("cv_accuracy"),
                       "l2": head.report.get("l2"), "fit_seconds": round(time.monotonic() - started, 2),
                       "columns": len(cols)}
+        if len(vc):
+            rows[name]["val_accuracy"] = _accuracy(head.score(vc[:, cols]), head.score(vr[:, cols]))
     lp = names.index("lp_mean")
     rng = np.random.default_rng(seed)
     last = _columns(groups_of, names, ["h24.last"])
@@ -96,10 +113,15 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
         "shorter code wins": ([names.index("log_chars")], lambda x: -x[:, 0]),
         "longer code wins": ([names.index("log_chars")], lambda x: x[:, 0]),
     }
-    for name, (_cols, _f) in baselines.items():
+    for name, (cols, f) in baselines.items():
         rows[name] = {"kind": "baseline"}
+        if len(vc):
+            rows[name]["val_accuracy"] = _accuracy(f(vc[:, cols]), f(vr[:, cols]))
     scorers = {name: score_fn_of(cols, head.score) for name, (head, cols) in heads.items()}
     scorers.update({name: score_fn_of(cols, f) for name, (cols, f) in baselines.items()})
+    for spec_name in scorers:  # checkpoints scored by their own forward passes (e.g. the LoRA RM)
+        rows[f"checkpoint {spec_name}"] = {"kind": "checkpoint",
+                                           **_checkpoint_results(spec_name, sets, out, limit)}
     for set_name, (kind, items) in sets.items():
         modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if kind == "rm-bench" else [ExtractMode.STRICT]
         for mode in modes:
@@ -120,10 +142,73 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
     (out / "ablations.md").write_text(table, encoding="utf-8")
     print(table)
     if ship is not None:
-        # CV accuracies are comparable only between heads fitted on the same pairs: choose among "all".
-        best = max((n for n in heads if rows[n]["data"] == "all"), key=lambda n: rows[n]["cv_accuracy"] or 0.0)
+        # The choice is made on TRAIN-side figures only, never on the evaluation sets: validation accuracy
+        # (problems held out of TRAIN) where there are validation pairs, then CV accuracy. CV accuracies are
+        # comparable only between heads fitted on the same pairs, so the choice is among the "all" heads.
+        best = max((n for n in heads if rows[n]["data"] == "all"),
+                   key=lambda n: (rows[n].get("val_accuracy") or 0.0, rows[n]["cv_accuracy"] or 0.0))
         _ship(ship, heads[best][0], spec, best, report, train)
     return report
+
+
+def _checkpoint_results(spec: str, sets: dict[str, tuple[str, Any]], out: Path,
+                        limit: int | None) -> dict[str, Any]:
+    """Results of a checkpoint (``rm_heldout``'s scorer specs) on the same items; kept per set in
+    ``out`` so a rerun does not score again (the file name carries the subset size)."""
+    from codescaler.bench import pairwise
+    from codescaler.records import ExtractMode
+    from rm_heldout import make_scorer
+
+    results: dict[str, Any] = {}
+    scorer = None
+    for set_name, (kind, items) in sets.items():
+        modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if kind == "rm-bench" else [ExtractMode.STRICT]
+        for mode in modes:
+            label = set_name + (f" ({mode.value})" if kind == "rm-bench" else "")
+            path = out / f"checkpoint.{spec.replace(':', '_').replace('/', '_')}.{label.replace(' ', '')}" \
+                         f".first{limit or 'all'}.json"
+            if path.is_file():
+                results[label] = json.loads(path.read_text(encoding="utf-8"))
+                continue
+            scorer = scorer or make_scorer(spec)
+            started = time.monotonic()
+            if kind == "pairs":
+                result = pairwise.evaluate_pairs(items, scorer.score_codes, extract_mode=mode)
+            else:
+                result = pairwise.evaluate_rm_bench(items, scorer.score_codes, input_mode="code", extract_mode=mode)
+            result["seconds"] = round(time.monotonic() - started, 1)
+            path.write_text(json.dumps(result, default=str), encoding="utf-8")
+            results[label] = result
+    return results
+
+
+def _accuracy(chosen: Any, rejected: Any) -> float:
+    """Pairwise accuracy, ties half."""
+    diff = np.asarray(chosen, dtype=np.float64) - np.asarray(rejected, dtype=np.float64)
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / max(len(diff), 1))
+
+
+def _length_balanced(train: list[Any], seed: int) -> Any:
+    """A mask with as many pairs whose chosen code is longer as pairs whose chosen code is shorter."""
+    longer = np.array([len(ex.chosen_code) > len(ex.rejected_code) for ex in train])
+    shorter = np.array([len(ex.chosen_code) < len(ex.rejected_code) for ex in train])
+    keep = np.zeros(len(train), dtype=bool)
+    n = int(min(longer.sum(), shorter.sum()))
+    rng = np.random.default_rng(seed)
+    for side in (longer, shorter):
+        keep[rng.choice(np.flatnonzero(side), size=n, replace=False)] = True
+    return keep
+
+
+def _deduplicated(train: list[Any]) -> Any:
+    """A mask keeping the first of pairs whose two programs are identical up to whitespace."""
+    seen: set[tuple[str, str, str]] = set()
+    keep = np.zeros(len(train), dtype=bool)
+    for i, ex in enumerate(train):
+        key = (ex.prompt, " ".join(ex.chosen_code.split()), " ".join(ex.rejected_code.split()))
+        keep[i] = key not in seen
+        seen.add(key)
+    return keep
 
 
 def _source_counts(train: list[Any], sources: dict[str, str]) -> dict[str, int]:
@@ -138,15 +223,16 @@ def render(rows: dict[str, dict[str, Any]], set_names: list[str], sets: dict[str
     labels = []
     for name in set_names:
         labels += [f"{name} (strict)", f"{name} (lenient)"] if sets[name][0] == "rm-bench" else [name]
-    head = "| scorer | CV acc (train) | " + " | ".join(labels) + " |"
-    lines = [head, "|---|---|" + "---|" * len(labels)]
+    head = "| scorer | pairs | CV acc (train) | val | " + " | ".join(labels) + " |"
+    lines = [head, "|---|---|---|---|" + "---|" * len(labels)]
     for name, row in rows.items():
-        cv = row.get("cv_accuracy")
-        cells = []
+        cv, val = row.get("cv_accuracy"), row.get("val_accuracy")
+        cells = [str(row.get("pairs", "")), "" if cv is None else f"{100 * cv:.1f}",
+                 "" if val is None else f"{100 * val:.1f}"]
         for label in labels:
             result = row.get(label)
             cells.append("–" if result is None else f"{100 * _set_figure(result):.1f}")
-        lines.append(f"| {name} | {'' if cv is None else f'{100 * cv:.1f}'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nPairwise accuracy (%, ties half); RM-Bench: average of the official 3x3 matrix.\n"
 
 

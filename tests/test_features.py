@@ -281,3 +281,24 @@ def test_free_columns_are_not_shrunk_so_a_heavily_regularised_head_falls_back_to
     free = fit_head(chosen, rejected, groups, ["lp", "a", "b"], HeadSettings(l2_grid=(1e4,), free=("lp",)))
     assert abs(float(shrunk.params["w"][0])) < 1e-3
     assert float(free.params["w"][0]) > 0.3 and float(free.params["w"][1:].abs().max()) < 1e-3
+
+
+def test_train_free_names_groups_or_columns_and_refuses_unknown_ones_before_any_forward(tiny_lm, tmp_path):
+    pairs = _pairs_file(tmp_path / "pairs.jsonl")
+    common = ["--head", "linear", "--pairs", str(pairs), "--model", str(tiny_lm), "--layers", "1",
+              "--cache-dir", str(tmp_path / "cache"), "--max-length", "256", "--dtype", "float32", "--l2", "10"]
+    bad = _cli("train", *common, "--output", str(tmp_path / "bad"), "--free", "lp_mean", "bogus", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "--free 'bogus' is neither a feature column nor a group" in bad.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))
+    out = tmp_path / "rm"
+    done = _cli("train", *common, "--output", str(out), "--free", "likelihood", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    block = json.loads((out / "codescaler.json").read_text())["head"]
+    head = load_head(out, block)
+    spec_groups = FeatureSpec.from_dict(block["features"]).groups()
+    free = [head.columns.index(c) for c in spec_groups["likelihood"]]
+    penalised = [i for i in range(len(head.columns)) if i not in free]
+    # at l2 = 10 the penalised weights are shrunk far below the free likelihood weights
+    w = head.params["w"].abs()
+    assert float(w[free].max()) > 10 * float(w[penalised].max())

@@ -141,6 +141,21 @@ def read_all_pairs(paths: Sequence[Path], extract_mode: ExtractMode) -> tuple[li
     return examples, counts
 
 
+def free_columns(names: tuple[str, ...], spec: FeatureSpec) -> tuple[str, ...]:
+    """Column names for ``--free`` entries, each a column (``lp_mean``) or a group (``likelihood``)."""
+    groups, columns = spec.groups(), spec.names()
+    out: list[str] = []
+    for name in names:
+        if name in groups:
+            out += groups[name]
+        elif name in columns:
+            out.append(name)
+        else:
+            raise InputError(f"--free {name!r} is neither a feature column nor a group of this spec",
+                             field="--free", fix=f"use a group ({', '.join(groups)}) or a column such as lp_mean")
+    return tuple(dict.fromkeys(out))
+
+
 def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | None = None,
                on_total: Callable[[int], None] | None = None) -> tuple[Path, dict[str, Any]]:
     """Run the whole job; returns (checkpoint folder, manifest). Stage times are in the manifest."""
@@ -153,6 +168,7 @@ def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | No
     extractor = LazyExtractor(settings.backbone, lambda width, sha: spec_for(settings, hidden_size=width, sha256=sha),
                               batch_size=settings.batch_size, dtype=settings.dtype)
     cache = FeatureCache(settings.cache_dir, extractor.spec)
+    free = free_columns(settings.head.free, extractor.spec)  # refused before any forward pass
     times["read_pairs"] = time.monotonic() - started
     t0 = time.monotonic()
     everything = list(examples) + list(held)
@@ -164,7 +180,7 @@ def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | No
     heldout = pair_rows(cache, extractor, held, progress) if held else None
     times["features"] = time.monotonic() - t0
     t0 = time.monotonic()
-    head = fit_head(train.chosen, train.rejected, train.groups, train.columns, settings.head)
+    head = fit_head(train.chosen, train.rejected, train.groups, train.columns, replace(settings.head, free=free))
     times["fit_head"] = time.monotonic() - t0
     report = dict(head.report)
     if heldout is not None:

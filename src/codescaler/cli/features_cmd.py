@@ -63,7 +63,8 @@ def head_settings(args: argparse.Namespace, command: str = "") -> Any:
     layers = DEFAULT_LAYERS if args.layers is None else tuple(args.layers)
     head = HeadSettings(kind=getattr(args, "head", None) or "linear",
                         l2_grid=tuple(getattr(args, "l2", None) or DEFAULT_L2_GRID),
-                        folds=getattr(args, "folds", 5), seed=getattr(args, "seed", 0))
+                        folds=getattr(args, "folds", 5), seed=getattr(args, "seed", 0),
+                        free=tuple(getattr(args, "free", None) or ()))
     output = getattr(args, "output", None)
     return HeadTrainSettings(
         pairs=tuple(args.pairs), output=Path(output) if output else Path("."),
