@@ -1,7 +1,9 @@
 """Scorer: load a reward model once, score (problem, response) batches -> raw scores and rewards (L2).
 
 The one extract -> format -> score -> shape path that best-of-N, RL integrations, the server and the
-benchmarks share. The input format, truncation, extraction mode and shaping come from the checkpoint's
+benchmarks share: ``iter_score``/``score_items`` take (problem, response-or-code) items in any order and
+batch and run them through ``codescaler.scoring`` (``extract.item_program``, then this model, then
+shaping), as ``bench.pairwise`` and ``codescaler.bon`` do. The input format, truncation, extraction mode and shaping come from the checkpoint's
 ``codescaler.json`` (``codescaler.rm_checkpoint``), so scoring matches training by construction.
 
 Contract and decisions
