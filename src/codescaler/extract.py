@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codescaler.python_source import entry_name, parse_python, strip_blank_lines, trim_python_junk
-from codescaler.records import Extraction, ExtractMode, ExtractStatus, Language
+from codescaler.records import Extraction, ExtractMode, ExtractStatus, Language, ScoreItem
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,18 @@ def extract_code(
         return _extract_strict(text, lang)
     return _extract_lenient(text, lang, entry_point)
 
+
+def item_program(item: ScoreItem, mode: ExtractMode | str = "strict") -> str | None:
+    """The program an RM scores for ``item``, or None when it has none (invalid: reward 0).
+
+    The one rule every scoring path uses (Scorer, best-of-N, pairwise evaluation): ``is_code`` text is
+    the program as is, unless blank; otherwise ``extract_code`` with the item's language and entry point.
+    Raises ``ValueError`` for an unknown language or mode.
+    """
+    if item.is_code:
+        return item.text if item.text.strip() else None
+    found = extract_code(item.text, Language.parse(item.language), mode, entry_point=item.entry_point)
+    return found.code if found.valid and found.code is not None else None
 
 def normalise_newlines(text: str) -> str:
     """CRLF and lone CR become LF; nothing else changes (U+2028 is not a line break here)."""

@@ -202,3 +202,17 @@ class Score:
     raw_score: float | None
     valid: bool
     reward: float
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One thing to score: a problem's ``prompt`` and a ``text`` to extract the program from (a model
+    response), or with ``is_code`` the program itself, used as is. ``language`` (None = Python) and
+    ``entry_point`` guide extraction (``entry_point`` matters in lenient mode only). Items are
+    independent: any order, any batch gives the same scores (``Scorer.iter_score``)."""
+
+    prompt: str
+    text: str
+    language: str | None = None
+    is_code: bool = False
+    entry_point: str | None = None

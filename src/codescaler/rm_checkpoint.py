@@ -195,6 +195,29 @@ def adapter_base_model(directory: str | os.PathLike[str], meta: RMMetadata | Non
     return str(base)
 
 
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+def checkpoint_sha256(directory: str | os.PathLike[str]) -> str:
+    """Content hash of a checkpoint folder: the name and bytes of every top-level file (not hidden
+    ones, not subfolders such as trainer ``checkpoint-N``). Weight and head files go through
+    ``features.weights_sha256``, memoised per process on their names, sizes and mtimes; the rest
+    (codescaler.json, configs, tokenizer) is small and read each time. Retraining into the same folder
+    changes it; copying the folder elsewhere does not."""
+    import hashlib
+
+    from codescaler.features import weights_sha256
+
+    root = Path(directory)
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    digest = hashlib.sha256()
+    for path in files:
+        if path.suffix not in _WEIGHT_SUFFIXES:
+            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    if any(p.suffix in _WEIGHT_SUFFIXES for p in files):
+        digest.update(b"weights\0" + weights_sha256(root).encode())
+    return digest.hexdigest()
+
 def default_metadata(tokenizer: Any, backbone: str, input_format: InputFormat | str | None = None) -> RMMetadata:
     """Metadata for a plain HF reward model without ``codescaler.json`` (e.g. Skywork-Reward-V2).
 

@@ -1,7 +1,9 @@
 """Scorer: load a reward model once, score (problem, response) batches -> raw scores and rewards (L2).
 
 The one extract -> format -> score -> shape path that best-of-N, RL integrations, the server and the
-benchmarks share. The input format, truncation, extraction mode and shaping come from the checkpoint's
+benchmarks share: ``iter_score``/``score_items`` take (problem, response-or-code) items in any order and
+batch and run them through ``codescaler.scoring`` (``extract.item_program``, then this model, then
+shaping), as ``bench.pairwise`` and ``codescaler.bon`` do. The input format, truncation, extraction mode and shaping come from the checkpoint's
 ``codescaler.json`` (``codescaler.rm_checkpoint``), so scoring matches training by construction.
 
 Contract and decisions
@@ -41,7 +43,7 @@ from typing import Any
 from codescaler import __version__
 from codescaler.batching import plan_batches
 from codescaler.errors import InputError
-from codescaler.records import ExtractMode, Language, Score
+from codescaler.records import ExtractMode, Score, ScoreItem
 from codescaler.rm_checkpoint import (
     METADATA_FILE,
     InputFormat,
@@ -51,7 +53,7 @@ from codescaler.rm_checkpoint import (
     encode_rm_input,
     read_metadata,
 )
-from codescaler.shaping import shape_reward
+from codescaler.scoring import gather, iter_item_scores
 
 logger = logging.getLogger(__name__)
 
@@ -312,30 +314,24 @@ class Scorer:
         responses without valid code are not run through the model. Raises ``InputError`` for
         mismatched lengths or an unknown language.
         """
-        from codescaler.extract import extract_code
-
         if len(prompts) != len(responses):
             raise InputError(f"{len(prompts)} prompts but {len(responses)} responses", fix="pass one prompt per response")
         if languages is not None and len(languages) != len(responses):
             raise InputError(f"{len(languages)} languages but {len(responses)} responses", field="languages")
         langs = list(languages) if languages is not None else [None] * len(responses)
-        codes: list[str | None] = []
-        for response, lang in zip(responses, langs, strict=True):
-            try:
-                language = Language.parse(lang)
-            except ValueError as err:
-                raise InputError(str(err), field="language") from None
-            extraction = extract_code(response, language=language, mode=self.extract_mode)
-            codes.append(extraction.code if extraction.valid else None)
-        valid_idx = [i for i, code in enumerate(codes) if code is not None]
-        raws = self.score_codes([prompts[i] for i in valid_idx], [codes[i] or "" for i in valid_idx])
-        by_index = dict(zip(valid_idx, raws, strict=True))
-        out = []
-        for i in range(len(responses)):
-            raw = by_index.get(i)
-            valid = raw is not None
-            out.append(Score(raw_score=raw, valid=valid, reward=shape_reward(raw, valid, self.meta.shaping)))
-        return out
+        return self.score_items([ScoreItem(p, r, lang) for p, r, lang in zip(prompts, responses, langs, strict=True)])
+
+    def score_items(self, items: Sequence[ScoreItem], *, extract_mode: ExtractMode | str | None = None) -> list[Score]:
+        """One ``Score`` per item, in order (``iter_score`` gathered)."""
+        return gather(len(items), self.iter_score(items, extract_mode=extract_mode))
+
+    def iter_score(self, items: Sequence[ScoreItem], *, extract_mode: ExtractMode | str | None = None
+                   ) -> Iterator[tuple[list[int], list[Score]]]:
+        """Score (problem, response-or-code) items: extract (``extract.item_program``, this scorer's mode
+        unless ``extract_mode``), score the valid programs batch by batch, shape. Yields (item indices,
+        Scores): first every item without valid code (no model work), then one group per model batch."""
+        mode = ExtractMode(extract_mode) if extract_mode is not None else self.extract_mode
+        return iter_item_scores(items, mode, self.iter_score_codes, self.meta.shaping)
 
     def score_codes(self, prompts: Sequence[str], codes: Sequence[str]) -> list[float]:
         """Raw RM scores for already-extracted code, in input order."""

@@ -8,7 +8,9 @@ Contract
 - ``input_mode``: ``code`` (default; the paper's RM input) extracts the code from each response with
   ``extract_mode`` and scores ONLY the code; a response without valid code is invalid and loses to any
   valid one (validity-preserving shaping), and two invalid responses tie. ``response`` scores the whole
-  response text (the usual RewardBench/RM-Bench protocol, for RMs trained on full responses).
+  response text (the usual RewardBench/RM-Bench protocol, for RMs trained on full responses); a blank
+  text is invalid in both modes. Extraction and scoring go through ``codescaler.scoring``, the path the
+  Scorer and best-of-N use, so the same items get the same scores everywhere.
 - Accuracy: a pair counts 1 when chosen scores higher, 0 when lower, 0.5 on a tie (equal scores or
   both invalid). Reported with ``n`` and per group (language or subset).
 - HumanEvalPack (RewardBench hep-* style): prompt = ``instruction``, chosen = ``declaration +
@@ -25,17 +27,17 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from codescaler.errors import InputError
-from codescaler.records import ExtractMode, Language
+from codescaler.extract import item_program
+from codescaler.records import ExtractMode, Language, Score, ScoreItem
+from codescaler.scoring import ScoreFn, score_items
 
 logger = logging.getLogger(__name__)
-
-ScoreFn = Callable[[Sequence[str], Sequence[str]], list[float]]
 
 INPUT_MODES = ("code", "response")
 HEP_LANGUAGES = ("python", "js", "java", "go", "cpp", "rust")
@@ -77,31 +79,25 @@ def pair_credit(chosen: float | None, rejected: float | None) -> float:
     return 1.0 if chosen > rejected else 0.5 if chosen == rejected else 0.0
 
 
-def _texts(items: Sequence[tuple[str, str, Language, bool]], input_mode: str, extract_mode: ExtractMode
-           ) -> list[str | None]:
-    """What the RM sees for each (prompt, text, language, is_code): code, the response, or None."""
+def _items(rows: Sequence[tuple[str, str, Language, bool]], input_mode: str) -> list[ScoreItem]:
+    """(prompt, text, language, is_code) rows as score items: ``response`` mode scores the text as is."""
     if input_mode not in INPUT_MODES:
         raise InputError(f"unknown input mode {input_mode!r}", field="input", fix="use code or response")
-    from codescaler.extract import extract_code
-
-    out: list[str | None] = []
-    for _prompt, text, language, is_code in items:
-        if is_code or input_mode == "response":
-            out.append(text)
-            continue
-        extraction = extract_code(text, language=language, mode=extract_mode)
-        out.append(extraction.code if extraction.valid else None)
-    return out
+    return [ScoreItem(prompt, text, language.value, is_code or input_mode == "response")
+            for prompt, text, language, is_code in rows]
 
 
-def score_texts(score_fn: ScoreFn, prompts: Sequence[str], texts: Sequence[str | None]) -> list[float | None]:
-    """Score the non-None texts in one call (the scorer batches and dedups); None stays None."""
-    idx = [i for i, t in enumerate(texts) if t is not None]
-    raws = score_fn([prompts[i] for i in idx], [texts[i] or "" for i in idx]) if idx else []
-    out: list[float | None] = [None] * len(texts)
-    for i, value in zip(idx, raws, strict=True):
-        out[i] = float(value)
-    return out
+def _texts(rows: Sequence[tuple[str, str, Language, bool]], input_mode: str, extract_mode: ExtractMode
+           ) -> list[str | None]:
+    """What the RM sees for each (prompt, text, language, is_code): code, the response, or None."""
+    return [item_program(item, extract_mode) for item in _items(rows, input_mode)]
+
+
+def score_rows(score_fn: ScoreFn, rows: Sequence[tuple[str, str, Language, bool]], input_mode: str,
+               extract_mode: ExtractMode) -> list[Score]:
+    """One Score per (prompt, text, language, is_code) row through the shared path
+    (``codescaler.scoring``): the scores ``Scorer.score_items`` and best-of-N give the same items."""
+    return score_items(_items(rows, input_mode), extract_mode, score_fn)
 
 
 def _summary(credits: Iterable[tuple[str, float]]) -> dict[str, Any]:
@@ -123,14 +119,14 @@ def _summary(credits: Iterable[tuple[str, float]]) -> dict[str, Any]:
 def evaluate_pairs(pairs: Sequence[EvalPair], score_fn: ScoreFn, *, input_mode: str = "code",
                    extract_mode: ExtractMode = ExtractMode.STRICT) -> dict[str, Any]:
     """Pairwise accuracy (ties half) over ``pairs``, overall and per group, plus validity counts."""
-    chosen = _texts([(p.prompt, p.chosen, p.language, p.is_code) for p in pairs], input_mode, extract_mode)
-    rejected = _texts([(p.prompt, p.rejected, p.language, p.is_code) for p in pairs], input_mode, extract_mode)
-    prompts = [p.prompt for p in pairs]
-    scores = score_texts(score_fn, prompts + prompts, chosen + rejected)
-    c_scores, r_scores = scores[: len(pairs)], scores[len(pairs):]
-    result = _summary((p.group, pair_credit(c, r)) for p, c, r in zip(pairs, c_scores, r_scores, strict=True))
-    result["chosen_invalid"] = sum(1 for c in chosen if c is None)
-    result["rejected_invalid"] = sum(1 for r in rejected if r is None)
+    rows = [(p.prompt, p.chosen, p.language, p.is_code) for p in pairs]
+    rows += [(p.prompt, p.rejected, p.language, p.is_code) for p in pairs]
+    scores = score_rows(score_fn, rows, input_mode, extract_mode)
+    chosen, rejected = scores[: len(pairs)], scores[len(pairs):]
+    result = _summary((p.group, pair_credit(c.raw_score, r.raw_score))
+                      for p, c, r in zip(pairs, chosen, rejected, strict=True))
+    result["chosen_invalid"] = sum(1 for c in chosen if not c.valid)
+    result["rejected_invalid"] = sum(1 for r in rejected if not r.valid)
     return result
 
 
@@ -140,8 +136,7 @@ def evaluate_rm_bench(items: Sequence[RMBenchItem], score_fn: ScoreFn, *, input_
     flat: list[tuple[str, str, Language, bool]] = []
     for item in items:
         flat += [(item.prompt, text, item.language, False) for text in (*item.chosen, *item.rejected)]
-    texts = _texts(flat, input_mode, extract_mode)
-    scores = score_texts(score_fn, [f[0] for f in flat], texts)
+    scores = [s.raw_score for s in score_rows(score_fn, flat, input_mode, extract_mode)]
     matrices: dict[str, list[list[list[float]]]] = defaultdict(lambda: [[[] for _ in range(3)] for _ in range(3)])
     for k, item in enumerate(items):
         block = scores[6 * k: 6 * k + 6]
@@ -153,7 +148,7 @@ def evaluate_rm_bench(items: Sequence[RMBenchItem], score_fn: ScoreFn, *, input_
     out = {group: _rm_bench_summary(cells) for group, cells in sorted(matrices.items())}
     result = out.pop("all", {"n": 0})
     result["per_group"] = out
-    result["invalid_responses"] = sum(1 for t in texts if t is None)
+    result["invalid_responses"] = sum(1 for s in scores if s is None)
     return result
 
 

@@ -4,7 +4,7 @@
    examples as visible tests);
 2. candidates: N responses per problem sampled by the embedded policy (Qwen2.5-Coder-0.5B-Instruct,
    converted from PyPI by the set-up), resumable;
-3. ``codescaler bon``: hidden-test verdicts (ground truth, sandboxed), the visible-test baseline, and
+3. best-of-N (``codescaler.bon``): hidden-test verdicts (ground truth, sandboxed), the visible-test baseline, and
    — when a reward model is available (``--model``, default: the shipped default RM) — RM selection,
    the hybrid cascade and tests+rm; a report (Markdown, JSON, PNG) under ``--output-dir``.
 
@@ -36,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from codescaler.bon import BonSettings, run_bon
     from codescaler.cli import main as cli_main
     from codescaler.data import load_dataset_problems, write_problems
+    from codescaler.rerank import Strategy
 
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -61,11 +63,10 @@ def run(args: argparse.Namespace) -> int:
               "(train one with `codescaler train`, then pass --model DIR)")
     n_values = sorted({n for n in (1, 2, 4, 8, 16, 32) if n <= args.n} | {args.n})
     print(f"[3/3] best-of-N for N in {n_values} with {', '.join(strategies)} -> {out / 'bon'}")
-    rc = cli_main(["bon", "--problems", str(problems_path), "--candidates", str(candidates_path),
-                   "--model", args.model, "--n", *map(str, n_values), "--strategies", *strategies,
-                   "--seeds", str(args.seeds), "--output-dir", str(out / "bon")])
-    if rc:
-        return rc
+    run_bon(BonSettings(problems=problems_path, candidates=candidates_path, output_dir=out / "bon",
+                        model=args.model, n_values=tuple(n_values),
+                        strategies=tuple(Strategy(s) for s in strategies), seeds=args.seeds),
+            command=f"codescaler demo --output-dir {out} (best-of-N step)")
     report = out / "bon" / "report.md"
     if report.is_file():
         print(report.read_text(encoding="utf-8"))

@@ -1,0 +1,166 @@
+"""codescaler.bon as a library: pinned figures from a scores file, the content-keyed score cache, and
+one scoring path shared with the pairwise benchmarks. Real sandbox runs, tiny offline RMs, real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codescaler import data
+from codescaler.bench import pairwise
+from codescaler.bon import BonSettings, run_bon
+from codescaler.bon_signals import candidate_item, score_candidates
+from codescaler.cli import main
+from codescaler.errors import InputError
+from codescaler.models import build_tiny_model
+from codescaler.records import Candidate, ExtractMode, Language, Problem, Status, TestSuite, Verdict
+from codescaler.rerank import Strategy
+from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+from codescaler.scorer import Scorer
+
+VARIANTS = [
+    "Here you go:\n\n```python\ndef scale(x):\n    return x * {k} + 1\n```\n",                 # s0 correct
+    "```python\ndef scale(x):\n    return x * {k}\n```",                                     # s1 wrong, fails examples
+    "Handles the examples:\n```python\ndef scale(x):\n    return abs(x) * {k} + 1\n```\n",  # s2 passes examples only
+    "```python\ndef scale(x):\n    raise NotImplementedError\n```",                          # s3 crashes
+    "I think this works: def scale(x) return x",                                              # s4 no code
+    "```python\ndef scale(x):\n    return {k} * x + 1\n```",                                  # s5 correct
+]
+# Rewards chosen so every strategy's pick at N=6 (the whole pool) is known by hand:
+# toy/0: s0 tops the RM -> rm, tests+rm, hybrid, cascade (1 run) all pick s0 (correct);
+# toy/1: s1 (fails the examples) tops the RM, then s2 (passes only the examples): rm picks s1, tests+rm
+#        and hybrid pick s2, cascade runs s1 then s2 (2 runs) and takes s2: all wrong;
+# toy/2 (no examples): s5 tops the RM -> rm correct; tests, hybrid, cascade, tests+rm skip it.
+REWARDS = {"toy/0": [0.9, 0.8, 0.7, 0.6, 0.0, 0.5], "toy/1": [0.4, 0.95, 0.9, 0.2, 0.0, 0.3],
+           "toy/2": [0.1, 0.2, 0.3, 0.4, 0.0, 0.9]}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bon")
+    problems, cands = [], []
+    for t in range(3):
+        k = t + 2
+        hidden = f"def check(candidate):\n    for x in range(-3, 6):\n        assert candidate(x) == x * {k} + 1\n"
+        visible = f"def check(candidate):\n    assert candidate(0) == 1\n    assert candidate(2) == {2 * k + 1}\n"
+        problems.append(Problem(task_id=f"toy/{t}", prompt=f"Write scale(x) returning x*{k}+1.",
+                                tests=TestSuite(functional=hidden), entry_point="scale",
+                                visible_tests=TestSuite(functional=visible) if t != 2 else None))
+        cands += [Candidate(f"toy/{t}", f"s{i}", response=v.format(k=k)) for i, v in enumerate(VARIANTS)]
+    data.write_problems(root / "problems.jsonl", problems)
+    data.write_candidates(root / "candidates.jsonl", cands)
+    data.write_verdicts(root / "verdicts.jsonl", [Verdict(c.task_id, c.candidate_id, Status.PASSED if
+                                                          c.candidate_id in ("s0", "s5") else Status.FAILED)
+                                                  for c in cands])
+    with open(root / "scores.jsonl", "w", encoding="utf-8") as handle:
+        for task_id, rewards in REWARDS.items():
+            for i, reward in enumerate(rewards):
+                handle.write(json.dumps({"task_id": task_id, "candidate_id": f"s{i}", "reward": reward,
+                                         "seconds": 0.5}) + "\n")
+    return {"problems": root / "problems.jsonl", "candidates": root / "candidates.jsonl",
+            "verdicts": root / "verdicts.jsonl", "scores": root / "scores.jsonl"}
+
+
+def _rm(folder: Path, seed: int) -> Path:
+    build_tiny_model(folder, arch="qwen3", seed=seed)
+    write_metadata(folder, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=256, backbone="tiny-qwen3"))
+    return folder
+
+
+def test_bon_with_a_scores_file_gives_exactly_the_hand_computed_picks(
+        toy: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    # --model names nothing loadable: a scores file that covers every candidate needs no model
+    assert main(["bon", "--problems", str(toy["problems"]), "--candidates", str(toy["candidates"]),
+                 "--verdicts", str(toy["verdicts"]), "--scores", str(toy["scores"]), "--model", str(tmp_path / "none"),
+                 "--n", "6", "--seeds", "3", "--workers", "2", "--output-dir", str(out)]) == 0
+    rows = {r["strategy"]: r for r in json.loads((out / "report.json").read_text(encoding="utf-8"))["results"]}
+    expected = {"random": 100 * 2 / 6, "oracle": 100.0, "rm": 100 * 2 / 3, "tests": 100 * 2 / 3,
+                "tests+rm": 50.0, "hybrid": 50.0, "cascade": 50.0}
+    assert {s: r["pass_at_1"] for s, r in rows.items()} == pytest.approx(expected, abs=1e-3)
+    assert all(r["std"] == 0.0 for r in rows.values())  # N=6 draws the whole pool on every seed
+    assert rows["cascade"]["executed_per_problem"] == 1.5
+    assert rows["hybrid"]["executed_per_problem"] == 3.0
+    assert rows["rm"]["model_seconds_per_problem"] == pytest.approx(6 * 0.5)
+    assert not list(out.glob("scores-*.jsonl"))
+
+
+def test_run_bon_returns_one_record_per_candidate_with_its_signals(toy: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+    done = run_bon(BonSettings(problems=toy["problems"], candidates=toy["candidates"], verdicts=toy["verdicts"],
+                               scores=toy["scores"], output_dir=tmp_path / "out", n_values=(2, 6), seeds=4,
+                               strategies=(Strategy.RM, Strategy.TESTS_RM), workers=2))
+    records = {(r.task_id, r.candidate_id): r for r in done.candidates}
+    assert len(records) == 18
+    assert records[("toy/1", "s1")].reward == 0.95 and records[("toy/1", "s1")].visible_all is False
+    assert records[("toy/0", "s2")].visible_status == "passed" and records[("toy/0", "s2")].visible_passed == 2
+    assert records[("toy/0", "s4")].visible_status == "no_code"
+    assert records[("toy/2", "s0")].visible_status is None  # no examples: nothing run
+    assert done.result("rm", 6).pass_at_1 == pytest.approx(2 / 3)
+    assert done.result(Strategy.TESTS_RM, 6).pass_at_1 == pytest.approx(0.5)
+    assert (tmp_path / "out" / "report.json") in done.paths.values()
+
+
+def test_bad_settings_are_refused_before_anything_is_read(tmp_path: Path) -> None:
+    settings = BonSettings(problems=tmp_path / "missing.jsonl", candidates=tmp_path / "missing.jsonl",
+                           output_dir=tmp_path / "out", strategies=(Strategy.GENERATED_TESTS,))
+    with pytest.raises(InputError, match="--generated-tests"):
+        run_bon(settings)
+    with pytest.raises(InputError, match="--n"):
+        BonSettings(problems=tmp_path, candidates=tmp_path, n_values=(0, 4)).validate()
+    assert not (tmp_path / "out").exists()
+
+
+def test_retraining_into_the_same_folder_invalidates_the_score_cache(toy: dict[str, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+    rm = _rm(tmp_path / "rm", seed=3)
+    settings = BonSettings(problems=toy["problems"], candidates=toy["candidates"], verdicts=toy["verdicts"],
+                           model=str(rm), output_dir=tmp_path / "out", n_values=(6,), seeds=2,
+                           strategies=(Strategy.RM,))
+    first = {(r.task_id, r.candidate_id): r.raw_score for r in run_bon(settings).candidates}
+    assert len(set(first.values())) > 3  # the scores differ at all
+
+    # the same checkpoint again: everything comes from the cache, the model is not loaded
+    def no_load(*_args: object, **_kwargs: object) -> Scorer:
+        raise AssertionError("the model was loaded although every score was cached")
+
+    monkeypatch.setattr(Scorer, "load", no_load)
+    again = {(r.task_id, r.candidate_id): r.raw_score for r in run_bon(settings).candidates}
+    assert again == first
+    monkeypatch.undo()
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+
+    _rm(rm, seed=11)  # "retrained" into the same folder: same path, other weights
+    retrained = {(r.task_id, r.candidate_id): r.raw_score for r in run_bon(settings).candidates}
+    assert len(list((tmp_path / "out").glob("scores-*.jsonl"))) == 2
+    changed = [k for k, v in retrained.items() if v is not None and v != first[k]]
+    assert changed, "the stale scores of the old checkpoint were reused"
+
+
+def test_pairwise_and_bon_score_identical_items_identically(toy: dict[str, Path], tmp_path: Path) -> None:
+    scorer = Scorer.load(str(_rm(tmp_path / "rm", seed=5)), batch_size=4)
+    problems = {p.task_id: p for p in data.read_problems(toy["problems"])}
+    cands = data.read_candidates(toy["candidates"])
+    settings = BonSettings(problems=toy["problems"], candidates=toy["candidates"], output_dir=tmp_path / "out")
+    rows, _ = score_candidates(settings, problems, cands, scorer=scorer)
+    bon_scores = [rows[(c.task_id, c.candidate_id)]["raw_score"] for c in cands]
+    assert len({s for s in bon_scores if s is not None}) > 5  # the scores differ at all
+    assert sum(s is None for s in bon_scores) == 3  # s4 of each task has no code
+
+    # the same (problem, response) items as preference pairs: every candidate against s0
+    pairs = [pairwise.EvalPair(problems[c.task_id].prompt, c.response or "", VARIANTS[0].format(k=2),
+                               Language.PYTHON) for c in cands]
+    chosen = pairwise.score_rows(scorer.score_codes, [(p.prompt, p.chosen, p.language, p.is_code) for p in pairs],
+                                 "code", ExtractMode.STRICT)
+    assert [s.raw_score for s in chosen] == pytest.approx(bon_scores, abs=1e-5)
+    # ... and through the Scorer's own item path, in another order and batch
+    items = [candidate_item(problems[c.task_id], c) for c in reversed(cands)]
+    direct = list(reversed(scorer.score_items(items)))
+    assert [s.raw_score for s in direct] == pytest.approx(bon_scores, abs=1e-5)
+    assert [s.reward for s in direct] == pytest.approx([rows[(c.task_id, c.candidate_id)]["reward"] for c in cands],
+                                                       abs=1e-5)
