@@ -164,3 +164,36 @@ def test_pairwise_and_bon_score_identical_items_identically(toy: dict[str, Path]
     assert [s.raw_score for s in direct] == pytest.approx(bon_scores, abs=1e-5)
     assert [s.reward for s in direct] == pytest.approx([rows[(c.task_id, c.candidate_id)]["reward"] for c in cands],
                                                        abs=1e-5)
+
+
+def test_logprob_strategy_picks_the_most_likely_program_and_caches_it(toy: dict[str, Path], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from codescaler.bench.baselines import LogProbScorer
+    from codescaler.extract import item_program
+
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+    lm = build_tiny_model(tmp_path / "lm", arch="qwen2", kind="causal")
+    settings = BonSettings(problems=toy["problems"], candidates=toy["candidates"], verdicts=toy["verdicts"],
+                           output_dir=tmp_path / "out", n_values=(6,), seeds=2, workers=2,
+                           strategies=(Strategy.LOGPROB,), logprob_model=str(lm), dtype="float32")
+    done = run_bon(settings)
+    problems = {p.task_id: p for p in data.read_problems(toy["problems"])}
+    scorer = LogProbScorer(str(lm), dtype="float32")
+    expected = 0.0
+    for task_id in REWARDS:
+        records = [r for r in done.candidates if r.task_id == task_id]
+        cands = [c for c in data.read_candidates(toy["candidates"]) if c.task_id == task_id]
+        programs = [item_program(candidate_item(problems[task_id], c)) for c in cands]
+        assert [r.logprob is None for r in records] == [p is None for p in programs]  # s4 has no code
+        valid = [i for i, p in enumerate(programs) if p is not None]
+        values = scorer.score_codes([problems[task_id].prompt] * len(valid), [programs[i] for i in valid])
+        assert [records[i].logprob for i in valid] == pytest.approx(values, abs=1e-4)
+        best = max(values)
+        tied = [records[valid[k]] for k, v in enumerate(values) if abs(v - best) < 1e-6]
+        expected += sum(r.correct for r in tied) / len(tied) / len(REWARDS)
+    assert done.result(Strategy.LOGPROB, 6).pass_at_1 == pytest.approx(expected, abs=1e-4)
+    cache = list((tmp_path / "out").glob("logprob-*.jsonl"))
+    assert len(cache) == 1 and len(cache[0].read_text().splitlines()) == 18
+    again = run_bon(settings)   # served from the cache: no row appended
+    assert len(cache[0].read_text().splitlines()) == 18
+    assert again.result(Strategy.LOGPROB, 6).pass_at_1 == done.result(Strategy.LOGPROB, 6).pass_at_1

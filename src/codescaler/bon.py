@@ -16,6 +16,8 @@ Signal files in the output folder:
   dtype, so retraining into the same folder starts a new file. Rows of ``settings.scores``
   (task_id, candidate_id, reward[, raw_score, valid, seconds]) are used as given and the model is only
   resolved when some candidate has none;
+- ``logprob-<key>.jsonl``: mean token log-prob of each candidate's program under ``logprob_model`` (the
+  ``logprob`` strategy; the key hashes that model's weights, the extraction mode and the dtype);
 - ``visible.jsonl``: visible-test verdicts with wall and CPU seconds;
 - ``generated.jsonl``, ``generated_runs.jsonl``: generated-test pass sets and the runs behind them;
 - ``inputs.json``: sha256 of the inputs; a folder made from other problems or candidates is refused.
@@ -73,6 +75,7 @@ class BonSettings:
     dtype: str | None = None
     batch_size: int = 16
     extract_mode: ExtractMode | None = None
+    logprob_model: str = "qwen2.5-coder-0.5b-instruct"
 
     def validate(self) -> None:
         """Raise ``InputError`` naming the flag for any value that cannot work; nothing is read."""
@@ -120,6 +123,8 @@ class CandidateRecord:
     exec_cpu_seconds: float = 0.0
     generated_wall_seconds: float = 0.0
     generated_cpu_seconds: float = 0.0
+    logprob: float | None = None                # mean token log-prob of the program (None: no valid code)
+    logprob_seconds: float = 0.0
 
     def signals(self) -> CandidateSignals:
         return CandidateSignals(
@@ -127,7 +132,8 @@ class CandidateRecord:
             visible_passed=self.visible_passed, visible_all=self.visible_all, generated_passed=self.generated_passed,
             model_seconds=self.model_seconds, exec_wall_seconds=self.exec_wall_seconds,
             exec_cpu_seconds=self.exec_cpu_seconds, generated_wall_seconds=self.generated_wall_seconds,
-            generated_cpu_seconds=self.generated_cpu_seconds)
+            generated_cpu_seconds=self.generated_cpu_seconds, logprob=self.logprob,
+            logprob_seconds=self.logprob_seconds)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 from codescaler.bon import BonSettings, CandidateRecord, Key, _append, _load_rows
 from codescaler.errors import InputError
 from codescaler.records import Candidate, Problem, ScoreItem, Status, TestSuite, Verdict
-from codescaler.rerank import NEEDS_GENERATED, NEEDS_REWARD, NEEDS_VISIBLE
+from codescaler.rerank import NEEDS_GENERATED, NEEDS_LOGPROB, NEEDS_REWARD, NEEDS_VISIBLE
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +49,14 @@ def gather(settings: BonSettings, problems: dict[str, Problem], cands: list[Cand
     gen_tasks: set[str] = set()
     if strategies & NEEDS_GENERATED:
         generated, gen_tasks = _generated(settings, problems, cands)
-    return [_record(c, truth, scores, visible, generated) for c in cands], info, gen_tasks
+    logprobs = logprob_candidates(settings, problems, cands) if strategies & NEEDS_LOGPROB else {}
+    return [_record(c, truth, scores, visible, generated, logprobs) for c in cands], info, gen_tasks
 
 
-def _record(c: Candidate, truth: dict[Key, bool], scores: Rows, visible: Rows, generated: Rows) -> CandidateRecord:
+def _record(c: Candidate, truth: dict[Key, bool], scores: Rows, visible: Rows, generated: Rows,
+            logprobs: Rows) -> CandidateRecord:
     key = (c.task_id, c.candidate_id)
-    s, v, g = scores.get(key), visible.get(key), generated.get(key)
+    s, v, g, lp = scores.get(key), visible.get(key), generated.get(key), logprobs.get(key)
     passed = None
     if v is not None:
         passed = v["total"] if v["status"] == Status.PASSED.value and v["passed"] is None else (v["passed"] or 0)
@@ -67,7 +69,8 @@ def _record(c: Candidate, truth: dict[Key, bool], scores: Rows, visible: Rows, g
         generated_passed=frozenset(g["passed_tests"]) if g else None,
         model_seconds=float(s.get("seconds") or 0.0) if s else 0.0,
         exec_wall_seconds=v["seconds"] if v else 0.0, exec_cpu_seconds=v["cpu_seconds"] if v else 0.0,
-        generated_wall_seconds=g["seconds"] if g else 0.0, generated_cpu_seconds=g["cpu_seconds"] if g else 0.0)
+        generated_wall_seconds=g["seconds"] if g else 0.0, generated_cpu_seconds=g["cpu_seconds"] if g else 0.0,
+        logprob=lp.get("logprob") if lp else None, logprob_seconds=float(lp.get("seconds") or 0.0) if lp else 0.0)
 
 
 def has_visible(problem: Problem) -> bool:
@@ -154,6 +157,45 @@ def score_candidates(settings: BonSettings, problems: dict[str, Problem], cands:
                         done)
                 bar.update(len(indices))
     return done, scorer.info
+
+
+def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cands: list[Candidate],
+                       scorer: Any = None) -> Rows:
+    """Mean token log-prob of each candidate's program under ``settings.logprob_model`` (the ``logprob``
+    strategy), cached in ``logprob-<key>.jsonl``; the program is read by the same rule as RM scores."""
+    from codescaler.extract import item_program
+    from codescaler.features import backbone_folder, weights_sha256
+    from codescaler.records import ExtractMode
+
+    mode = settings.extract_mode or ExtractMode.STRICT
+    material = {"model": weights_sha256(backbone_folder(settings.logprob_model)), "extract_mode": str(mode),
+                "dtype": settings.dtype or "auto"}
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
+    path = settings.output_dir / f"logprob-{key[:16]}.jsonl"
+    done = _load_rows(path)
+    todo = [c for c in cands if (c.task_id, c.candidate_id) not in done]
+    if not todo:
+        return done
+    from tqdm import tqdm
+
+    if scorer is None:
+        from codescaler.bench.baselines import LogProbScorer
+
+        scorer = LogProbScorer(settings.logprob_model, device=settings.device, dtype=settings.dtype)
+    with tqdm(total=len(todo), desc="log-probs", unit="cand", disable=None) as bar:
+        for start in range(0, len(todo), _SCORE_CHUNK):
+            part = todo[start:start + _SCORE_CHUNK]
+            programs = [item_program(candidate_item(problems[c.task_id], c), mode) for c in part]
+            valid = [i for i, prog in enumerate(programs) if prog is not None]
+            clock = time.perf_counter()
+            values = scorer.score_codes([problems[part[i].task_id].prompt for i in valid],
+                                        [programs[i] for i in valid]) if valid else []
+            each = (time.perf_counter() - clock) / max(1, len(valid))
+            found = dict(zip(valid, values, strict=True))
+            _append(path, ({"task_id": c.task_id, "candidate_id": c.candidate_id, "logprob": found.get(i),
+                            "seconds": each if i in found else 0.0} for i, c in enumerate(part)), done)
+            bar.update(len(part))
+    return done
 
 
 # -- execution -----------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ Contract
   first one met; exact reward ties aside) while executing no more; uncapped, what ``tests+rm`` picks.
   ``generated-tests``: CodeT dual agreement: candidates are grouped by the exact set of generated tests they pass; a group scores (#candidates) x (#tests in the set);
   the tied set is every candidate of the best-scoring groups. ``random``: mean correctness of the N.
-  ``oracle``: 1 if any of the N is correct.
+  ``oracle``: 1 if any of the N is correct. ``logprob``: highest mean token log-prob of the code under
+  the backbone LM, no training (the baseline every RM must beat); candidates without valid code rank last.
 - Problems a strategy cannot handle (no visible tests for tests/tests+rm/hybrid, no generated tests for
   generated-tests) are skipped and counted in ``n_skipped``; if every problem would be skipped the
   strategy raises ``InputError``. ``n_problems`` is the denominator actually used; a strategy that
@@ -61,11 +62,13 @@ class Strategy(StrEnum):
     TESTS_RM = "tests+rm"
     RANDOM = "random"
     ORACLE = "oracle"
+    LOGPROB = "logprob"
 
 
 NEEDS_REWARD = frozenset({Strategy.RM, Strategy.HYBRID, Strategy.CASCADE, Strategy.TESTS_RM})
 NEEDS_VISIBLE = frozenset({Strategy.TESTS, Strategy.HYBRID, Strategy.CASCADE, Strategy.TESTS_RM})
 NEEDS_GENERATED = frozenset({Strategy.GENERATED_TESTS})
+NEEDS_LOGPROB = frozenset({Strategy.LOGPROB})
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class CandidateSignals:
     exec_cpu_seconds: float = 0.0                  # visible-test execution, CPU
     generated_wall_seconds: float = 0.0            # generated-test execution, wall clock
     generated_cpu_seconds: float = 0.0             # generated-test execution, CPU
+    logprob: float | None = None                   # mean token log-prob of the code (None: no valid code)
+    logprob_seconds: float = 0.0                   # time to compute it
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,10 @@ def _reward(c: CandidateSignals) -> float:
     return c.reward
 
 
+def _logprob(c: CandidateSignals) -> float:
+    return float("-inf") if c.logprob is None else c.logprob
+
+
 def _visible(c: CandidateSignals) -> int:
     if c.visible_passed is None:
         raise InputError(f"candidate {c.candidate_id!r} has no visible-test result", field="visible_passed",
@@ -264,6 +273,9 @@ def select(strategy: Strategy, cands: Sequence[CandidateSignals], *, top_k: int 
                              fix="use --cascade-max 5, or leave it out (up to N)")
         scored = cands
         executed, tied = _cascade(_by_reward(cands), n if cascade_max is None else min(cascade_max, n))
+    elif strategy is Strategy.LOGPROB:
+        tied = _argmax_set(cands, _logprob)
+        return Selection(_mean_correct(tied), len(tied), 0, 0, sum(c.logprob_seconds for c in cands), 0.0, 0.0)
     elif strategy is Strategy.GENERATED_TESTS:
         extra_model = generation_seconds
         tied = _dual_agreement(cands)

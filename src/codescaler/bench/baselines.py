@@ -7,7 +7,7 @@
   its own head is kept (the "base RM" baseline).
 - ``LogProbScorer``: mean token log-probability of the code under a causal LM (default
   Qwen2.5-Coder-0.5B-Instruct), conditioned on the chat-formatted problem (user turn + generation
-  prompt). bfloat16 by default (also on CPU: ~3x faster there, and ranking is what matters).
+  prompt): the ``lp_mean`` feature of ``codescaler.features``, in the Scorer's dtype rule.
 """
 
 from __future__ import annotations
@@ -50,59 +50,26 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
 
 
 class LogProbScorer:
-    """Mean log p(code token | chat-formatted problem, previous code tokens) under a causal LM."""
+    """Mean log p(code token | chat-formatted problem, previous code tokens) under a causal LM.
 
-    def __init__(self, model: str = LOGPROB_MODEL, *, device: str | None = None, dtype: str = "bfloat16",
-                 max_length: int = 2048, batch_size: int = 4) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    One home for the code's likelihood: this is the ``lp_mean`` feature of ``codescaler.features``
+    (the RM input format, prefix sharing, the LM head applied at code positions only, in chunks), so
+    the baseline, the feature heads and best-of-N's ``logprob`` strategy read the same number.
+    """
 
-        from codescaler.models import resolve_model
+    def __init__(self, model: str = LOGPROB_MODEL, *, device: str | None = None, dtype: str | None = None,
+                 max_length: int = 2048, batch_size: int = 8) -> None:
+        from codescaler.features import FeatureExtractor, FeatureSpec, load_backbone
 
-        path = resolve_model(model)
-        self.name = model
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if not getattr(self.tokenizer, "chat_template", None):
+        net, tokenizer, sha = load_backbone(model, device=device, dtype=dtype)
+        if not getattr(tokenizer, "chat_template", None):
             raise InputError(f"{model!r} has no chat template", field="model", fix="use an instruct model")
-        torch_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        net: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-        self.model = net.to(self.device).eval()
-        self.max_length = max_length
-        self.batch_size = batch_size
-
-    def _encode(self, prompt: str, code: str) -> tuple[list[int], int]:
-        """(ids, number of context tokens); the context is cut from its head when too long."""
-        messages = [{"role": "user", "content": prompt}]
-        context = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ctx = list(self.tokenizer(context, add_special_tokens=False)["input_ids"])
-        body = list(self.tokenizer(code, add_special_tokens=False)["input_ids"]) or [self.tokenizer.eos_token_id]
-        body = body[: max(self.max_length // 2, self.max_length - len(ctx))]
-        ctx = ctx[-(self.max_length - len(body)):]
-        return ctx + body, len(ctx)
+        spec = FeatureSpec(backbone=model, backbone_sha256=sha, hidden_size=int(net.config.hidden_size),
+                           max_length=max_length, layers=(), pooling=(), likelihood=True, facts=False)
+        self.name = model
+        self.extractor = FeatureExtractor(net, tokenizer, spec, batch_size=batch_size)
+        self._column = spec.names().index("lp_mean")
 
     def score_codes(self, prompts: Sequence[str], codes: Sequence[str]) -> list[float]:
-        import torch
-
-        encoded = [self._encode(p, c) for p, c in zip(prompts, codes, strict=True)]
-        order = sorted(range(len(encoded)), key=lambda k: len(encoded[k][0]), reverse=True)
-        out = [0.0] * len(encoded)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                width = max(len(encoded[k][0]) for k in batch)
-                ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, k in enumerate(batch):
-                    seq = encoded[k][0]
-                    ids[row, : len(seq)] = torch.tensor(seq)
-                    mask[row, : len(seq)] = 1
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-                logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                token_lp = logprobs.gather(-1, ids[:, 1:].to(self.device).unsqueeze(-1)).squeeze(-1)
-                for row, k in enumerate(batch):
-                    seq, n_ctx = encoded[k]
-                    # position t predicts token t+1: code tokens n_ctx..len-1 are predicted at n_ctx-1..len-2
-                    out[k] = float(token_lp[row, n_ctx - 1: len(seq) - 1].mean())
-        return out
+        rows = self.extractor.compute(list(prompts), list(codes))
+        return [float(v) for v in rows[:, self._column]]

@@ -46,7 +46,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dtype", default=None, help="RM dtype: auto (default), float32, bfloat16, float16")
     p.add_argument("--extract-mode", choices=[m.value for m in ExtractMode], default=None,
                    help="code extraction for the RM (default: the checkpoint's, strict)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="RM inputs per forward pass")
+    p.add_argument("--logprob-model", default="qwen2.5-coder-0.5b-instruct",
+                   help="causal LM of the logprob strategy (mean token log-prob of the code, no training)")
     p.set_defaults(func=run)
 
 
@@ -63,7 +65,8 @@ def settings_from(args: argparse.Namespace) -> Any:
         generated_tests=args.generated_tests, max_generated_tests=args.max_generated_tests,
         test_generation_seconds=args.test_generation_seconds, workers=args.workers, device=args.device,
         dtype=None if args.dtype in (None, "auto") else args.dtype, batch_size=args.batch_size,
-        extract_mode=ExtractMode(args.extract_mode) if args.extract_mode else None)
+        extract_mode=ExtractMode(args.extract_mode) if args.extract_mode else None,
+        logprob_model=args.logprob_model)
 
 
 def _command_line(args: argparse.Namespace) -> str:
