@@ -29,13 +29,14 @@ import os
 import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 from codescaler.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
+K = TypeVar("K", bound=Hashable)
 _LINE_FIX = "write one JSON object per line"
 
 
@@ -260,7 +261,7 @@ def task_candidate_key(row: dict) -> tuple[str, str]:
     return str(row["task_id"]), str(row["candidate_id"])
 
 
-class AppendStore:
+class AppendStore(Generic[K]):
     """An append-only JSONL file of rows keyed by ``key(row)``, resumable after a kill.
 
     Opening reads every row already in ``path`` (a missing file is an empty store). A last line without
@@ -275,23 +276,24 @@ class AppendStore:
     callers that can race hold a lock (``codescaler execute`` does).
     """
 
-    def __init__(self, path: PathLike, key: Callable[[dict], Hashable] = task_candidate_key, *,
+    def __init__(self, path: PathLike, key: Callable[[dict], K], *,
                  fix: str = "delete the damaged line, or write to a new file", durable: bool = False) -> None:
         self.path = Path(path)
         self.key = key
         self.fix = fix
         self.durable = durable
-        self.rows: dict[Hashable, dict] = {}
+        self.rows: dict[K, dict] = {}
         self._handle: IO[str] | None = None
         self._load()
 
-    def __contains__(self, key: Hashable) -> bool:
+    def __contains__(self, key: object) -> bool:
         return key in self.rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def keys(self) -> set[Hashable]:
+    def done(self) -> set[K]:
+        """The keys of every row in the file (read at opening, plus those appended since)."""
         return set(self.rows)
 
     def _load(self) -> None:
@@ -372,7 +374,7 @@ class AppendStore:
             self._handle.close()
             self._handle = None
 
-    def __enter__(self) -> AppendStore:
+    def __enter__(self) -> AppendStore[K]:
         return self
 
     def __exit__(self, *exc: object) -> None:
