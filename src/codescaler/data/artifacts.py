@@ -274,6 +274,14 @@ class AppendStore(Generic[K]):
     loses at most the row being written. The file is opened for appending on the first write, with
     parent folders created and the usual mode (``0o666 & ~umask``). Not safe for two writers at once:
     callers that can race hold a lock (``codescaler execute`` does).
+
+    A signal cache keyed by candidate, resumed after a kill::
+
+        store = AppendStore(path, task_candidate_key)
+        todo = [job for job in jobs if (job.task_id, job.candidate_id) not in store]
+        with store:
+            store.extend(row_of(result) for result in run(todo))
+        rows = store.rows  # every row by key, old and new
     """
 
     def __init__(self, path: PathLike, key: Callable[[dict], K], *,
