@@ -187,7 +187,7 @@ def test_a_full_disk_stops_execute_with_one_line_and_a_resume_finishes(good, cap
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(data, "append_jsonl", full)
+        patch.setattr(data.AppendStore, "extend", full)  # every append of a verdict goes through it
         code, lines = _cli(_execute(good, "--output", output, "--no-cache"), capsys)
     assert code == 2 and len(lines) == 1 and "No space left" in lines[0], lines
     code, lines = _cli(_execute(good, "--output", output, "--no-cache"), capsys)

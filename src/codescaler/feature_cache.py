@@ -17,13 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from codescaler.data.artifacts import atomic_open, atomic_write_json
 from codescaler.errors import InputError
 from codescaler.features import FeatureExtractor, FeatureSpec
 
@@ -58,7 +57,7 @@ class FeatureCache:
                 raise InputError("this cache folder belongs to another feature spec", path=str(spec_file),
                                  field="spec", fix="delete this cache folder or use another --cache-dir")
         else:
-            _atomic_write(spec_file, json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
+            atomic_write_json(spec_file, spec.to_dict(), sort_keys=True)
         self.width = len(spec.names())
         self._index: dict[str, tuple[int, int]] = {}
         self._shards: list[Any] = []
@@ -131,22 +130,11 @@ class FeatureCache:
         import numpy as np
 
         path = self.folder / f"part-{uuid.uuid4().hex}.npz"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".part-", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, keys=np.array(keys), rows=np.asarray(rows, dtype=np.float32))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path, binary=True) as handle:
+            np.savez(handle, keys=np.array(keys), rows=np.asarray(rows, dtype=np.float32))
         shard = len(self._shards)
         self._shards.append(np.asarray(rows, dtype=np.float32))
         for r, key in enumerate(keys):
             self._index[key] = (shard, r)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

@@ -6,10 +6,9 @@ held-out figures recorded in the manifest, and how to load it with codescaler an
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from codescaler.data.artifacts import atomic_write_text
 from codescaler.rm_checkpoint import RMMetadata
 
 CARD_FILE = "README.md"
@@ -106,10 +105,5 @@ def render_model_card(meta: RMMetadata) -> str:
 
 
 def write_model_card(folder: str | Path, meta: RMMetadata) -> Path:
-    target = Path(folder) / CARD_FILE
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".README.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(render_model_card(meta))
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(Path(folder) / CARD_FILE, render_model_card(meta))
 

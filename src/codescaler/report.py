@@ -4,8 +4,8 @@ Contract
 --------
 - ``write_bon_report(output_dir, results, hardware=..., meta=...)`` writes ``report.json``,
   ``report.md``, ``pass_at_n.png`` (pass@1 vs N per strategy) and ``frontier.png`` (pass@1 vs seconds
-  per problem) and returns their paths. Every file is written atomically (temp file in the same folder,
-  then ``os.replace``), so a crash never leaves a half-written report.
+  per problem) and returns their paths. Every file is written atomically with the umask's mode
+  (``codescaler.data.artifacts``), so a crash never leaves a half-written report.
 - ``report.json``: ``{"results": [row, ...], "hardware": str, "meta": {...}}``; a row has ``strategy``,
   ``n``, ``pass_at_1`` and ``std`` (PERCENT, mean and sample std across seeds, like BASELINES.md),
   ``seconds_per_problem``, ``model_seconds_per_problem``, ``exec_seconds_per_problem`` (wall),
@@ -23,11 +23,11 @@ import json
 import logging
 import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from codescaler.data.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
 from codescaler.rerank import StrategyResult
 
 logger = logging.getLogger(__name__)
@@ -81,16 +81,8 @@ def _percent(value: float | None) -> float | None:
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write text (UTF-8) or bytes to ``path`` atomically (``codescaler.data.artifacts``)."""
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def _strategies(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -162,7 +154,7 @@ def _save(fig: Any, path: Path) -> None:
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    write_atomic(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_pass_at_n(rows: Sequence[dict[str, Any]], path: Path, title: str = "Best-of-N") -> None:
@@ -219,8 +211,8 @@ def write_bon_report(output_dir: Path, results: Sequence[StrategyResult], *, har
     rows = [result_row(r) for r in results]
     paths = {name: output_dir / name for name in ("report.json", "report.md", "pass_at_n.png", "frontier.png")}
     document = {"results": rows, "hardware": hardware, "meta": meta or {}}
-    write_atomic(paths["report.json"], json.dumps(document, indent=2, sort_keys=True) + "\n")
-    write_atomic(paths["report.md"], render_markdown(rows, hardware, meta))
+    atomic_write_json(paths["report.json"], document, sort_keys=True)
+    atomic_write_text(paths["report.md"], render_markdown(rows, hardware, meta))
     plot_pass_at_n(rows, paths["pass_at_n.png"])
     plot_frontier(rows, paths["frontier.png"])
     return paths
@@ -299,5 +291,5 @@ def write_eval_report(report: dict[str, Any] | Path, path: Path) -> Path:
         if not isinstance(loaded, dict):
             raise InputError("expected a JSON object from `codescaler eval`", path=str(source))
         report = loaded
-    write_atomic(path, render_eval_markdown(report))
+    atomic_write_text(path, render_eval_markdown(report))
     return path

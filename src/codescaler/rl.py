@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from codescaler.data.artifacts import atomic_write_json
 from codescaler.errors import InputError
 from codescaler.executor import ExecuteOptions
 from codescaler.records import ExtractMode, Language, Problem, Status
@@ -245,10 +246,7 @@ def write_run_record(s: RLSettings) -> None:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             versions[name] = None
-    out = Path(s.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({"settings": run_record(s), "versions": versions}, indent=1),
-                                  encoding="utf-8")
+    atomic_write_json(Path(s.output) / "run.json", {"settings": run_record(s), "versions": versions}, indent=1)
 
 
 def _check_resume(s: RLSettings) -> None:

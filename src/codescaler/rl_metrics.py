@@ -6,15 +6,14 @@ rows after the resumed checkpoint's step are dropped (they are redone) so each f
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from codescaler.data.artifacts import AppendStore, atomic_write_jsonl, read_jsonl
 from codescaler.executor import ExecuteOptions, execute
 from codescaler.extract import extract_code
 from codescaler.records import Candidate, ExtractMode, Language, Problem, Status
@@ -62,21 +61,22 @@ def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], 
             "valid_rate": valid / n if n else None, "n": n}
 
 
+def _step(row: dict) -> int:
+    return int(row.get("step", 0))
+
+
 def append_row(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
+    """Append one row to a metrics JSONL (one flushed line; a torn tail of a killed run is repaired first)."""
+    with AppendStore(path, key=_step) as store:
+        store.append(row)
 
 
 def truncate_rows(path: Path, last_step: int) -> None:
     """Keep only rows with ``step <= last_step`` (after a resume, later rows are redone), atomically."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").split("\n")
-            if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    kept = [row for _, row in read_jsonl(path, tolerate_torn_tail=True) if _step(row) <= last_step]
+    atomic_write_jsonl(path, kept)
 
 
 def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: Any, eval_every: int) -> Any:

@@ -33,13 +33,13 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from codescaler import __version__
+from codescaler.data.artifacts import atomic_write_json
 from codescaler.errors import InputError
 from codescaler.records import ExtractMode
 from codescaler.shaping import Shaping
@@ -144,20 +144,8 @@ class RMMetadata:
 
 
 def write_metadata(directory: str | os.PathLike[str], meta: RMMetadata) -> Path:
-    """Write ``codescaler.json`` into ``directory`` atomically (temp file + os.replace); return its path."""
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / METADATA_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".codescaler.", suffix=".json.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(meta.to_dict(), handle, indent=2, sort_keys=True, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    """Write ``codescaler.json`` into ``directory`` atomically, with the umask's mode; return its path."""
+    return atomic_write_json(Path(directory) / METADATA_FILE, meta.to_dict(), sort_keys=True)
 
 
 def read_metadata(directory: str | os.PathLike[str]) -> RMMetadata:

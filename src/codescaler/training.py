@@ -28,16 +28,14 @@ Contract
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from codescaler.data import file_sha256
+from codescaler.data import file_sha256, read_pair_rows
 from codescaler.errors import InputError
 from codescaler.records import ExtractMode, Language
 from codescaler.rm_checkpoint import (
@@ -53,8 +51,6 @@ from codescaler.rm_checkpoint import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 1024
-
-REQUIRED_FIELDS = ("prompt", "chosen", "rejected")
 
 
 @dataclass(frozen=True)
@@ -122,18 +118,9 @@ def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tu
     """Read, validate and extract one pairs JSONL. Raises ``InputError`` (file:line, field) on bad rows."""
     from codescaler.extract import extract_code
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("pairs file not found", path=str(path), fix="check the path") from None
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 ({err.reason})", path=str(path)) from None
     counts = PairCounts()
     examples: list[PairExample] = []
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 inside strings
-        if not line.strip():
-            continue
-        row = _parse_row(line, path, number)
+    for number, row in read_pair_rows(path):
         counts.rows += 1
         try:
             language = Language.parse(row.get("language"))
@@ -169,35 +156,6 @@ def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tu
                        "%d identical code)", path, counts.kept, counts.rows, counts.dropped_chosen_no_code,
                        counts.dropped_rejected_no_code, counts.dropped_identical_code)
     return examples, counts
-
-
-def _parse_row(line: str, path: Path, number: int) -> dict[str, Any]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err.msg}", path=str(path), line=number,
-                         fix="one JSON object per line") from None
-    if not isinstance(row, dict):
-        raise InputError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=number)
-    for name in REQUIRED_FIELDS:
-        if name not in row:
-            raise InputError("missing", path=str(path), line=number, field=name,
-                             fix="each pair needs prompt, chosen and rejected (responses)")
-        if not isinstance(row[name], str) or not row[name].strip():
-            raise InputError(f"expected a non-empty string, got {row[name]!r:.60}", path=str(path),
-                             line=number, field=name)
-    if row["chosen"] == row["rejected"]:
-        raise InputError("chosen and rejected are the same text", path=str(path), line=number,
-                         field="rejected", fix="a pair must compare two different responses")
-    margin = row.get("margin", 0.0)
-    if margin is None:
-        row["margin"] = 0.0
-    elif isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin):
-        raise InputError(f"expected a finite number, got {margin!r}", path=str(path), line=number, field="margin")
-    language = row.get("language")
-    if language is not None and not isinstance(language, str):
-        raise InputError(f"expected a string, got {language!r}", path=str(path), line=number, field="language")
-    return row
 
 
 def split_heldout(examples: list[PairExample], fraction: float, seed: int

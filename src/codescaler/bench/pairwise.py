@@ -165,13 +165,9 @@ def _rm_bench_summary(cells: list[list[list[float]]]) -> dict[str, Any]:
 
 
 def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    from codescaler.data.jsonl import parse_json_line, read_text_input
+    from codescaler.data import read_jsonl
 
-    text = read_text_input(path, fix="pass a UTF-8 JSONL file (or check --data-dir)")
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 in strings
-        if not line.strip():
-            continue
-        yield number, parse_json_line(line, path, number)
+    return read_jsonl(path, fix="pass a UTF-8 JSONL file with one JSON object per line (or check --data-dir)")
 
 
 def read_eval_pairs(path: Path) -> list[EvalPair]:

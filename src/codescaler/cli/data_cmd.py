@@ -10,15 +10,12 @@ extra_info.question; see docs/serving.md). ``codescaler data --list`` prints eve
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from codescaler import __version__
-from codescaler.data import file_sha256
+from codescaler.data import atomic_write_json, file_sha256
 from codescaler.errors import InputError
 
 FORMATS = ("jsonl", "verl")
@@ -52,25 +49,6 @@ def _inputs(relative: str, data_dir: Path | None) -> list[dict[str, str]]:
     return [{"path": str(f), "sha256": file_sha256(f)} for f in files if f.is_file()]
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_verl(name: str, info: Any, problems: list, data_dir: Path | None, out: Path) -> int:
     from codescaler import data
     from codescaler.sampling import SamplingConfig, build_messages
@@ -82,7 +60,7 @@ def _write_verl(name: str, info: Any, problems: list, data_dir: Path | None, out
                 "inputs": [f for rel in info.files for f in _inputs(rel, data_dir)], "counts": {"rows": rows},
                 "instruction": config.instruction, "codescaler_version": __version__,
                 "outputs": [f"{info.name}.parquet"]}
-    _write_json(out / "manifest.json", manifest)
+    atomic_write_json(out / "manifest.json", manifest)
     flag = "EVAL-ONLY: never train or tune on it" if info.eval_only else "TRAIN/VALIDATION"
     print(f"{info.name}: {rows} rows -> {out / (info.name + '.parquet')} ({flag})", file=sys.stderr)
     return 0
@@ -123,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 "inputs": [f for rel in info.files for f in _inputs(rel, data_dir)],
                 "counts": counts, "codescaler_version": __version__,
                 "outputs": sorted(p.name for p in out.glob("*.jsonl"))}
-    _write_json(out / "manifest.json", manifest)
+    atomic_write_json(out / "manifest.json", manifest)
     flag = "EVAL-ONLY: never train or tune on it" if info.eval_only else "TRAIN/VALIDATION"
     print(f"{info.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" -> {out} ({flag})",
           file=sys.stderr)

@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -124,21 +123,11 @@ def _emit(path: Path | None, report: dict[str, Any]) -> None:
     if path is None:
         print(text)
     else:
-        _write_atomic(path, text + "\n")
+        from codescaler.data import atomic_write_text
+
+        atomic_write_text(path, text + "\n")
 
 
 def _headline(result: dict[str, Any]) -> str:
     value = result.get("accuracy", result.get("average"))
     return f"{value:.3f} (n={result.get('n')})" if isinstance(value, float) else "n/a"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -11,12 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -103,7 +100,10 @@ def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidat
     from codescaler.executor import ExecuteOptions, VerdictCache, default_cache_dir, execute
     from codescaler.sandbox import HARNESS_VERSION, isolation
 
-    done = read_done(args.output)
+    with _writing(args.output):  # cutting a torn tail writes
+        store = data.AppendStore(args.output, data.task_candidate_key,
+                                 fix="choose another --output, or delete the damaged line to resume")
+    done = store.done()
     jobs = [(problems[c.task_id], c) for c in candidates
             if c.task_id in problems and (c.task_id, c.candidate_id) not in done]
     limits = Limits(cpu_seconds=args.timeout, wall_seconds=2 * args.timeout, memory_mb=args.memory_mb)
@@ -125,18 +125,17 @@ def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidat
     counts: Counter[str] = Counter()
     manifest_path = args.output.with_name(args.output.name + ".manifest.json")
     with _writing(args.output):
-        _write_json_atomic(manifest_path, {**manifest, "counts": None, "finished": False})
-        with open(args.output, "a", encoding="utf-8") as out, \
-                tqdm(total=len(jobs), unit="cand", desc="execute", disable=None, file=sys.stderr) as bar:
+        data.atomic_write_json(manifest_path, {**manifest, "counts": None, "finished": False})
+        with store, tqdm(total=len(jobs), unit="cand", desc="execute", disable=None, file=sys.stderr) as bar:
             for verdict in execute(jobs, options):
-                data.append_jsonl(out, verdict)  # one line, flushed: a killed run keeps every line written
+                store.append(data.verdict_to_json(verdict))  # one line, flushed: a killed run keeps every line
                 counts[str(verdict.status)] += 1
                 bar.update(1)
                 bar.set_postfix(passed=counts["passed"], refresh=False)
         manifest["counts"] = {"candidates": len(candidates), "resumed": len(done), "ran": sum(counts.values()),
                               "unknown_task_id": unknown, "by_status": dict(sorted(counts.items()))}
         manifest["finished"] = True
-        _write_json_atomic(manifest_path, manifest)
+        data.atomic_write_json(manifest_path, manifest)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to run"
     print(f"codescaler execute: {summary} -> {args.output} (isolation: {iso.kind})", file=sys.stderr)
     return 0
@@ -203,47 +202,3 @@ def _writing(output: Path) -> Any:
     except OSError as err:
         raise InputError(f"cannot write: {err.strerror or err}", path=str(err.filename or output), field="--output",
                          fix="free space / fix permissions or choose another --output; re-run to resume") from None
-
-
-def read_done(path: Path) -> set[tuple[str, str]]:
-    """(task_id, candidate_id) of the verdicts already in ``path``; cuts off a torn last line first."""
-    from codescaler.data import parse_json_line
-
-    if not path.exists():
-        return set()
-    fix = "choose another --output, or delete the damaged line to resume"
-    with _writing(path), open(path, "r+b") as fh:
-        raw = fh.read()
-        end = raw.rfind(b"\n") + 1
-        if end < len(raw):
-            logger.warning("%s: cutting off a torn last line (%d bytes) left by an interrupted run",
-                           path, len(raw) - end)
-            fh.truncate(end)
-            raw = raw[:end]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 (byte {err.start}): not a verdicts file", path=str(path), field="--output",
-                         fix=fix) from None
-    done: set[tuple[str, str]] = set()
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        row = parse_json_line(line, path, number, fix=fix)
-        if "task_id" not in row or "candidate_id" not in row:
-            raise InputError("not a verdict line (no task_id/candidate_id)", path=str(path), line=number, fix=fix)
-        done.add((str(row["task_id"]), str(row["candidate_id"])))
-    return done
-
-
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, ensure_ascii=False, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

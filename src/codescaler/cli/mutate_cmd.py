@@ -50,7 +50,6 @@ def _kind_names() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
-    from codescaler.cli.pairs_cmd import write_json_atomic
     from codescaler.data import file_sha256
     from codescaler.mutate import MutationKind, canonical_code, mutant_ids, mutate_program
     from codescaler.records import Candidate
@@ -115,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.execute:
         manifest["execution"] = _execute(with_ref, candidates, args.verdicts, args.workers, args.timeout)
-    write_json_atomic(args.output.with_name(args.output.name + ".manifest.json"), manifest)
+    data.atomic_write_json(args.output.with_name(args.output.name + ".manifest.json"), manifest)
     logger.info("wrote %d candidates (%d mutants) for %d problems to %s", len(candidates), len(descriptions),
                 len(with_ref), args.output)
     return 0
@@ -133,11 +132,14 @@ def _execute(problems: list[Any], candidates: list[Any], verdicts_path: Path, wo
     by_task = {p.task_id: p for p in problems}
     jobs = [(by_task[c.task_id], c) for c in candidates]
     verdicts = []
-    # streamed line by line (flushed), so an interrupted run keeps what it has executed
-    with open(verdicts_path, "w", encoding="utf-8") as fh, tqdm(total=len(jobs), desc="executing", unit="program") as bar:
+    # streamed line by line (flushed), so an interrupted run keeps what it has executed; a new run starts
+    # afresh (the mutants may differ), so the verdicts of an old one are removed first
+    verdicts_path.unlink(missing_ok=True)
+    with data.AppendStore(verdicts_path, data.task_candidate_key) as store, \
+            tqdm(total=len(jobs), desc="executing", unit="program") as bar:
         limits = Limits() if timeout is None else Limits(cpu_seconds=timeout, wall_seconds=timeout)
         for verdict in execute(jobs, ExecuteOptions(workers=workers, limits=limits)):
-            data.append_jsonl(fh, data.verdict_to_json(verdict))
+            store.append(data.verdict_to_json(verdict))
             verdicts.append(verdict)
             bar.update(1)
     summary = kill_summary(verdicts)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +55,6 @@ def _cap(text: str) -> int | None:
 
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temp file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
     from codescaler.pairs import PairOptions, PairRule, build_pairs
@@ -107,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         manifest["codescaler_version"] = __version__
     except ImportError:  # pragma: no cover - the package always defines it
         pass
-    write_json_atomic(manifest_path, manifest)
+    data.atomic_write_json(manifest_path, manifest)
     totals = result.manifest["totals"]
     logger.info("wrote %d pairs for %d of %d problems to %s (manifest %s)", totals["pairs"],
                 totals["problems_with_pairs"], totals["problems"], args.output, manifest_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -41,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from codescaler.data import read_problems
+    from codescaler.data import AppendStore, candidate_to_json, read_problems, task_candidate_key
     from codescaler.sampling import HFSampler, OpenAISampler, SamplingConfig, sample_candidates
 
     if args.n < 1:
@@ -52,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     config = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
     out = Path(args.output)
-    done = _count_done(out)
+    store = AppendStore(out, task_candidate_key, fix="remove the line or choose a new --output", durable=True)
+    done = Counter(task for task, _ in store.done())
     todo = sum(1 for p in problems if done.get(p.task_id, 0) < args.n)
     if todo == 0:
         print(f"all {len(problems)} problems already have {args.n} candidates in {out}")
@@ -64,35 +64,8 @@ def run(args: argparse.Namespace) -> int:
         from codescaler.models import resolve_model
 
         sampler = HFSampler(resolve_model(args.model), config, device=args.device, dtype=args.dtype)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as fh, tqdm(total=todo, desc="sampling", unit="problem") as bar:
+    with store, tqdm(total=todo, desc="sampling", unit="problem") as bar:
         for batch in sample_candidates(problems, sampler, config, done=done):
-            for cand in batch:
-                row = {"task_id": cand.task_id, "candidate_id": cand.candidate_id, "response": cand.response}
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            store.extend(candidate_to_json(cand) for cand in batch)  # flushed per row, fsynced per batch
             bar.update(len({c.task_id for c in batch}))
     return 0
-
-
-def _count_done(path: Path) -> Counter[str]:
-    """Candidates per task already in ``path``; a torn last line (killed run) is cut off first."""
-    counts: Counter[str] = Counter()
-    if not path.exists():
-        return counts
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with path.open("r+b") as fh:
-            fh.truncate(cut)
-        data = data[:cut]
-    for lineno, line in enumerate(data.decode("utf-8").split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            counts[json.loads(line)["task_id"]] += 1
-        except (ValueError, KeyError, TypeError) as err:
-            raise InputError(f"cannot resume from a malformed row: {err}", path=str(path), line=lineno,
-                             fix="remove the line or choose a new --output") from err
-    return counts

@@ -3,22 +3,16 @@
 Input: one JSON object per line with ``id``, ``prompt`` (the problem statement), ``response`` (the raw
 model answer; code is extracted from it) and optionally ``language`` (default python). Output: every
 input line's fields plus ``raw_score`` (null when no valid code), ``valid`` and ``reward``, in input
-order, written atomically (a temp file in the output's folder, then renamed), so an interrupted run
-never leaves a half-written output.
+order, written atomically (``codescaler.data.atomic_write_jsonl``: a temp file in the output's folder,
+then renamed, with the umask's mode), so an interrupted run never leaves a half-written output.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
-
-from codescaler.errors import InputError
-from codescaler.records import Language
 
 logger = logging.getLogger(__name__)
 
@@ -52,56 +46,16 @@ def register(subparsers: Any) -> None:
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:
-    """Read and validate the input JSONL; raises InputError naming the line and field."""
-    from codescaler.data.jsonl import parse_json_line, read_text_input
+    """Read and validate the input JSONL (``data.read_score_items``); InputError names the line and field."""
+    from codescaler.data import read_score_items
 
-    text = read_text_input(path, fix="pass the --input JSONL file")
-    items = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 in strings
-        if not line.strip():
-            continue
-        item = parse_json_line(line, path, number)
-        for field in ("id", "prompt", "response"):
-            if field not in item:
-                raise InputError("missing", path=str(path), line=number, field=field,
-                                 fix="each line needs id, prompt and response")
-        for field in ("prompt", "response"):
-            if not isinstance(item[field], str):
-                raise InputError(f"expected a string, got {type(item[field]).__name__}", path=str(path),
-                                 line=number, field=field)
-        language = item.get("language")
-        if language is not None and not isinstance(language, str):
-            raise InputError(f"expected a string, got {language!r}", path=str(path), line=number, field="language")
-        try:
-            Language.parse(language)
-        except ValueError as err:
-            raise InputError(str(err), path=str(path), line=number, field="language") from None
-        key = json.dumps(item["id"])
-        if key in seen:
-            raise InputError(f"duplicate id {item['id']!r} (first on line {seen[key]})", path=str(path),
-                             line=number, field="id", fix="give every line a unique id")
-        seen[key] = number
-        items.append(item)
-    return items
-
-
-def _write_atomically(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return read_score_items(path)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from codescaler.data import atomic_write_jsonl
     from codescaler.scorer import Scorer
 
     items = read_items(args.input)
@@ -117,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             for item, score in zip(chunk, scores, strict=True):
                 rows.append({**item, "raw_score": score.raw_score, "valid": score.valid, "reward": score.reward})
             bar.update(len(chunk))
-    _write_atomically(args.output, rows)
+    atomic_write_jsonl(args.output, rows)
     valid = sum(1 for row in rows if row["valid"])
     logger.info("scored %d items (%d with valid code) with %s -> %s", len(rows), valid, scorer.info["model"],
                 args.output)

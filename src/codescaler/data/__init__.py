@@ -1,40 +1,60 @@
-"""The only module that knows file formats (layer L2).
+"""The only package that knows file formats (layer L2).
 
-Canonical JSONL (problems, candidates, verdicts; ``docs/formats.md``) lives in :mod:`.jsonl`; the public
+Artifact files (atomic writes, JSONL reading with ``path:line`` errors, the resumable ``AppendStore``)
+live in :mod:`.artifacts`; row <-> record codecs in :mod:`.rows`; the typed JSONL readers and writers
+(problems, candidates, verdicts, pairs, score items; ``docs/formats.md``) in :mod:`.jsonl`; the public
 datasets' converters in :mod:`.sources`; the data-folder lookup in :mod:`.locate`; the Hugging Face hub
 path in :mod:`.hub`; verl's parquet in :mod:`.parquet`. Everything public is re-exported here: ``from codescaler import data``.
 """
 
 from __future__ import annotations
 
+from codescaler.data.artifacts import (
+    AppendStore,
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    file_mode,
+    file_sha256,
+    parse_json_line,
+    read_jsonl,
+    read_text_input,
+    task_candidate_key,
+)
 from codescaler.data.jsonl import (
     append_jsonl,
-    candidate_from_json,
-    candidate_to_json,
-    file_sha256,
     index_verdicts,
     iter_candidates,
-    parse_json_line,
-    problem_from_json,
-    problem_to_json,
     read_candidates,
-    read_jsonl,
+    read_extract_rows,
+    read_pair_rows,
     read_problems,
-    read_text_input,
+    read_score_items,
     read_verdicts,
-    to_json,
-    verdict_from_json,
-    verdict_to_json,
     write_candidates,
     write_jsonl,
     write_problems,
     write_verdicts,
 )
+from codescaler.data.rows import (
+    candidate_from_json,
+    candidate_to_json,
+    problem_from_json,
+    problem_to_json,
+    to_json,
+    verdict_from_json,
+    verdict_to_json,
+)
 
 __all__ = [
-    "append_jsonl", "candidate_from_json", "candidate_to_json", "file_sha256", "index_verdicts", "iter_candidates", "parse_json_line", "problem_from_json", "problem_to_json",
-    "read_candidates", "read_jsonl", "read_problems", "read_text_input", "read_verdicts", "to_json", "verdict_from_json",
-    "verdict_to_json", "write_candidates", "write_jsonl", "write_problems", "write_verdicts",
+    "AppendStore", "append_jsonl", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_jsonl",
+    "atomic_write_text", "candidate_from_json", "candidate_to_json", "file_mode", "file_sha256", "index_verdicts",
+    "iter_candidates", "parse_json_line", "problem_from_json", "problem_to_json", "read_candidates",
+    "read_extract_rows", "read_jsonl", "read_pair_rows", "read_problems", "read_score_items", "read_text_input",
+    "read_verdicts", "task_candidate_key", "to_json", "verdict_from_json", "verdict_to_json", "write_candidates",
+    "write_jsonl", "write_problems", "write_verdicts",
 ]
 
 # Names below import lazily-light modules only (no dataset is read at import time).

@@ -12,7 +12,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from codescaler.data.jsonl import read_jsonl
+from codescaler.data.artifacts import read_jsonl
 from codescaler.data.locate import require_file
 from codescaler.errors import InputError
 from codescaler.records import Candidate, Language, Problem, Status, StdioCase, TestSuite, Verdict

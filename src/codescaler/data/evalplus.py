@@ -20,8 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from codescaler.data.artifacts import atomic_write_json, file_sha256, read_jsonl
 from codescaler.data.benchmarks import asserts_as_check
-from codescaler.data.jsonl import file_sha256, read_jsonl
 from codescaler.data.locate import require_file
 from codescaler.records import Language, Problem, TestSuite
 
@@ -178,11 +178,7 @@ def expected_outputs(name: str, path: Path, rows: list[dict], cache_dir: Path, *
             result[task_id] = outputs
             if progress:
                 progress(done, len(rows))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(result, fh)
-    os.replace(tmp, cache)
+    atomic_write_json(cache, result, indent=None)
     return result
 
 

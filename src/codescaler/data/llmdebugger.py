@@ -11,8 +11,8 @@ import ast
 import logging
 from pathlib import Path
 
+from codescaler.data.artifacts import read_jsonl
 from codescaler.data.benchmarks import asserts_as_check
-from codescaler.data.jsonl import read_jsonl
 from codescaler.data.locate import require_file
 from codescaler.errors import InputError
 from codescaler.records import Candidate, Language, Problem, Status, TestSuite, Verdict

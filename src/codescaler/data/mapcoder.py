@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from codescaler.data.artifacts import read_jsonl
 from codescaler.data.benchmarks import load_apps150
 from codescaler.data.humaneval import load_humaneval
-from codescaler.data.jsonl import read_jsonl
 from codescaler.data.llmdebugger import complete_program
 from codescaler.data.locate import require_file
 from codescaler.errors import InputError

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
-from codescaler.data.jsonl import problem_to_json
+from codescaler.data.artifacts import atomic_open
+from codescaler.data.rows import problem_to_json
 from codescaler.errors import InputError
 from codescaler.records import Problem
 
@@ -44,12 +44,6 @@ def write_verl_parquet(path: str | os.PathLike[str], problems: Sequence[Problem]
             "extra_info": {"question": problem.prompt, "index": index, "split": split,
                            "task_id": problem.task_id, "language": problem.language.value},
         })
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, binary=True) as handle:
+        pq.write_table(pa.Table.from_pylist(rows), handle)
     return len(rows)
