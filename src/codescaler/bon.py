@@ -254,42 +254,11 @@ def _check_inputs(settings: BonSettings) -> None:
     write_atomic(marker, json.dumps(current, indent=2) + "\n")
 
 
-# -- the signal row store: the one place that reads and appends bon's cache files ----------------------
+# -- the signal row store: bon's cache files through the artifact layer ---------------------------------
 
-def _load_rows(path: Path) -> dict[Key, dict[str, Any]]:
-    """Rows of a cache JSONL by (task_id, candidate_id); a torn last line (killed run) is cut off."""
-    if not path.is_file():
-        return {}
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        cut = raw.rfind(b"\n") + 1
-        with open(path, "r+b") as handle:
-            handle.truncate(cut)
-        raw = raw[:cut]
-    from codescaler.data.jsonl import parse_json_line
+def signal_store(path: Path) -> Any:
+    """A cache file of rows keyed by (task_id, candidate_id): ``data.AppendStore`` (a torn last line left
+    by a killed run is cut off; every appended row is one flushed line)."""
+    from codescaler.data import AppendStore, task_candidate_key
 
-    rows: dict[Key, dict[str, Any]] = {}
-    fix = "delete the file to recompute it"
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 (byte {err.start})", path=str(path), fix=fix) from None
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        row = parse_json_line(line, path, number, fix=fix)
-        try:
-            rows[(str(row["task_id"]), str(row["candidate_id"]))] = row
-        except KeyError as err:
-            raise InputError(f"unreadable cache row (no {err})", path=str(path), line=number, fix=fix) from None
-    return rows
-
-
-def _append(path: Path, rows: Iterable[dict[str, Any]], into: dict[Key, dict[str, Any]]) -> None:
-    """Append rows to ``path`` one flushed line each, and add them to ``into``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            handle.flush()
-            into[(row["task_id"], row["candidate_id"])] = row
+    return AppendStore(path, task_candidate_key, fix="delete the file to recompute it")

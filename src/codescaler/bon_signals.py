@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from codescaler.bon import BonSettings, CandidateRecord, Key, _append, _load_rows
+from codescaler.bon import BonSettings, CandidateRecord, Key, signal_store
 from codescaler.errors import InputError
 from codescaler.records import Candidate, Problem, ScoreItem, Status, TestSuite, Verdict
 from codescaler.rerank import NEEDS_GENERATED, NEEDS_LOGPROB, NEEDS_REWARD, NEEDS_VISIBLE
@@ -111,7 +111,7 @@ def score_cache_key(settings: BonSettings) -> str:
 
 
 def _given_scores(path: Path) -> Rows:
-    rows = _load_rows(path)
+    rows = dict(signal_store(path).rows)
     for key, row in rows.items():
         if not isinstance(row.get("reward"), (int, float)):
             raise InputError("missing or non-numeric reward", path=str(path), field="reward",
@@ -127,7 +127,8 @@ def score_candidates(settings: BonSettings, problems: dict[str, Problem], cands:
     if all((c.task_id, c.candidate_id) in done for c in cands):
         return done, None
     path = settings.output_dir / f"scores-{score_cache_key(settings)[:16]}.jsonl"
-    for key, row in _load_rows(path).items():
+    store = signal_store(path)
+    for key, row in store.rows.items():
         done.setdefault(key, row)
     todo = [c for c in cands if (c.task_id, c.candidate_id) not in done]
     info_path = path.with_suffix(".info.json")
@@ -151,10 +152,11 @@ def score_candidates(settings: BonSettings, problems: dict[str, Problem], cands:
                 model = [s.valid for s in scores].count(True)
                 each = (now - clock) / max(1, model)  # a batch's time split evenly over its candidates
                 clock = now
-                _append(path, ({"task_id": part[i].task_id, "candidate_id": part[i].candidate_id,
-                                "raw_score": s.raw_score, "valid": s.valid, "reward": s.reward,
-                                "seconds": each if s.valid else 0.0} for i, s in zip(indices, scores, strict=True)),
-                        done)
+                rows = [{"task_id": part[i].task_id, "candidate_id": part[i].candidate_id,
+                         "raw_score": s.raw_score, "valid": s.valid, "reward": s.reward,
+                         "seconds": each if s.valid else 0.0} for i, s in zip(indices, scores, strict=True)]
+                store.extend(rows)
+                done.update({(r["task_id"], r["candidate_id"]): r for r in rows})
                 bar.update(len(indices))
     return done, scorer.info
 
@@ -172,7 +174,8 @@ def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cand
                 "dtype": settings.dtype or "auto"}
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
     path = settings.output_dir / f"logprob-{key[:16]}.jsonl"
-    done = _load_rows(path)
+    store = signal_store(path)
+    done: Rows = store.rows
     todo = [c for c in cands if (c.task_id, c.candidate_id) not in done]
     if not todo:
         return done
@@ -192,8 +195,8 @@ def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cand
                                         [programs[i] for i in valid]) if valid else []
             each = (time.perf_counter() - clock) / max(1, len(valid))
             found = dict(zip(valid, values, strict=True))
-            _append(path, ({"task_id": c.task_id, "candidate_id": c.candidate_id, "logprob": found.get(i),
-                            "seconds": each if i in found else 0.0} for i, c in enumerate(part)), done)
+            store.extend({"task_id": c.task_id, "candidate_id": c.candidate_id, "logprob": found.get(i),
+                          "seconds": each if i in found else 0.0} for i, c in enumerate(part))
             bar.update(len(part))
     return done
 
@@ -206,7 +209,8 @@ def _execute_cached(jobs: list[tuple[Problem, Candidate]], path: Path, settings:
 
     from codescaler.executor import ExecuteOptions, execute
 
-    done = _load_rows(path)
+    store = signal_store(path)
+    done: Rows = store.rows
     todo = [(p, c) for p, c in jobs if (p.task_id, c.candidate_id) not in done]
     if not todo:
         return done
@@ -219,7 +223,7 @@ def _execute_cached(jobs: list[tuple[Problem, Candidate]], path: Path, settings:
             verdicts = list(execute(todo[start:start + chunk], options))
             cpu = max(0.0, children_cpu_seconds() - cpu0)
             wall = sum(v.seconds for v in verdicts) or 1.0
-            _append(path, (_verdict_row(v, v.seconds * cpu / wall) for v in verdicts), done)
+            store.extend(_verdict_row(v, v.seconds * cpu / wall) for v in verdicts)
             bar.update(len(verdicts))
     return done
 
@@ -291,7 +295,8 @@ def _generated(settings: BonSettings, problems: dict[str, Problem], cands: list[
         tests_by_task[task_id] = distinct[:limit] if limit else distinct
     has = {t for t, tests in tests_by_task.items() if tests and t in problems}
     path = settings.output_dir / "generated.jsonl"
-    done = _load_rows(path)
+    store = signal_store(path)
+    done: Rows = store.rows
     todo = [c for c in cands if c.task_id in has and (c.task_id, c.candidate_id) not in done]
     if todo:
         jobs: list[tuple[Problem, Candidate]] = []
@@ -306,5 +311,5 @@ def _generated(settings: BonSettings, problems: dict[str, Problem], cands: list[
             rows.append({"task_id": c.task_id, "candidate_id": c.candidate_id,
                          "passed_tests": [str(i) for i, r in enumerate(mine) if r["status"] == Status.PASSED.value],
                          "seconds": sum(r["seconds"] for r in mine), "cpu_seconds": sum(r["cpu_seconds"] for r in mine)})
-        _append(path, rows, done)
+        store.extend(rows)
     return done, has
