@@ -168,6 +168,8 @@ def test_program_without_sites_gives_no_mutants_and_bad_input_raises():
     assert mutate_program("import os\n", max_mutants=5) == []
     with pytest.raises(ValueError, match="does not parse"):
         mutate_program("def f(:\n", max_mutants=5)
+    with pytest.raises(ValueError, match="RecursionError"):  # too deep for ast.parse: an error, not a crash
+        mutate_program("1" + "+1" * 200_000, max_mutants=5)
     with pytest.raises(ValueError):
         mutate_program("x = 1\n", kinds=["teleport"])
 

@@ -311,3 +311,17 @@ def test_cli_rejects_verdicts_of_unknown_candidates_naming_the_file(tmp_path: Pa
     proc = _run_cli("pairs", *inputs, "--output", str(tmp_path / "p.jsonl"))
     assert proc.returncode == 2
     assert "verdicts.jsonl" in proc.stderr and "add/b0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_pairs_a_candidate_too_deeply_nested_to_parse_without_a_traceback(tmp_path: Path):
+    deep = "1" + "+1" * 200_000  # ast.parse raises RecursionError on it (not SyntaxError)
+    cands, verdicts = _labelled("add", GOOD[:1], BAD[:1])
+    cands.append(Candidate("add", "add/deep", code=deep))
+    verdicts.append(Verdict("add", "add/deep", Status.FAILED, 0, 3))
+    inputs = _write_inputs(tmp_path, [_problem()], cands, verdicts)
+    out = tmp_path / "p.jsonl"
+    proc = _run_cli("pairs", *inputs, "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
+    assert {r["rejected_id"] for r in rows} == {"add/b0", "add/deep"}

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import ast
 import random
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from codescaler.pairs import normalize_code, parse_quietly
+from codescaler.pairs import normalize_code
+from codescaler.python_source import parse_python
 
 
 class MutationKind(StrEnum):
@@ -79,10 +81,7 @@ def mutate_program(
     unknown.
     """
     allowed = list(MutationKind) if kinds is None else [MutationKind(k) for k in kinds]
-    try:
-        tree = parse_quietly(code)
-    except SyntaxError as err:
-        raise ValueError(f"cannot mutate: the program does not parse (line {err.lineno}: {err.msg})") from err
+    tree = _parse_or_explain(code, "cannot mutate: the program")
     sites = [s for s in _find_sites(tree) if s[0] in allowed]
     rng = random.Random(seed)
     by_kind: dict[MutationKind, list[_Site]] = {}
@@ -227,7 +226,9 @@ def _show(node: ast.AST) -> str:
 def _apply(code: str, site: _Site) -> Mutant | None:
     """Apply one site to a fresh parse of ``code``; None when the result is not valid Python."""
     kind, idx, param = site
-    tree = parse_quietly(code)
+    tree = parse_python(code)
+    if tree is None:  # cannot happen: the site was found in a parse of the same code
+        return None
     node = list(ast.walk(tree))[idx]
     line = getattr(node, "lineno", 0)
     before = _show(node)
@@ -274,10 +275,11 @@ def _apply(code: str, site: _Site) -> Mutant | None:
     ast.fix_missing_locations(tree)
     try:
         mutated = ast.unparse(tree)
-        parse_quietly(mutated)
         if after is None:
             after = _show(node)
-    except (SyntaxError, ValueError, RecursionError):
+    except (ValueError, RecursionError):
+        return None
+    if parse_python(mutated) is None:
         return None
     return Mutant(mutated, kind, f"line {line}: {before} -> {after}")
 
@@ -286,10 +288,27 @@ def canonical_code(code: str) -> str:
     """``code`` printed the way every mutant is printed (``ast.unparse``: comments dropped, quotes and
     spacing normalised). Use it for the reference candidate so that an RM trained on reference-vs-mutant
     pairs cannot tell them apart by formatting. Raises ``ValueError`` if ``code`` does not parse."""
+    tree = _parse_or_explain(code, "the program")
     try:
-        return ast.unparse(parse_quietly(code))
+        return ast.unparse(tree)
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"the program cannot be printed back ({type(err).__name__})") from err
+
+
+def _parse_or_explain(code: str, what: str) -> ast.Module:
+    """``python_source.parse_python``, or a ValueError saying why ``code`` does not parse."""
+    tree = parse_python(code)
+    if tree is not None:
+        return tree
+    try:  # parse again only to say why (the failure path; parse_python keeps no error)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(code)
     except SyntaxError as err:
-        raise ValueError(f"the program does not parse (line {err.lineno}: {err.msg})") from err
+        raise ValueError(f"{what} does not parse (line {err.lineno}: {err.msg})") from None
+    except (ValueError, RecursionError, MemoryError) as err:
+        raise ValueError(f"{what} does not parse ({type(err).__name__})") from None
+    raise ValueError(f"{what} does not parse")
 
 
 def mutant_ids(task_id: str, mutants: Sequence[Mutant]) -> list[str]:

@@ -33,7 +33,6 @@ import heapq
 import logging
 import math
 import random
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -41,6 +40,7 @@ from typing import Any
 
 from codescaler.errors import InputError
 from codescaler.extract import extract_code
+from codescaler.python_source import parse_python
 from codescaler.records import Candidate, ExtractMode, Language, Pair, Problem, Status, Verdict
 
 logger = logging.getLogger(__name__)
@@ -104,9 +104,8 @@ def normalize_code(code: str, strip_docstrings: bool = True) -> str:
     that does not parse (or other languages) falls back to whitespace normalisation: lines stripped,
     blank lines dropped, runs of blanks collapsed.
     """
-    try:
-        tree = parse_quietly(code)
-    except (SyntaxError, ValueError):
+    tree = parse_python(code)
+    if tree is None:  # not Python, or too deep to parse: identity by text is still correct
         return _normalize_whitespace(code)
     if strip_docstrings:
         for node in ast.walk(tree):
@@ -119,14 +118,6 @@ def normalize_code(code: str, strip_docstrings: bool = True) -> str:
         return ast.unparse(tree)
     except (ValueError, RecursionError):  # pathological trees; identity by text is still correct
         return _normalize_whitespace(code)
-
-
-def parse_quietly(code: str) -> ast.Module:
-    """``ast.parse`` without the SyntaxWarnings (invalid escapes ...) that real model code is full of."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntaxWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return ast.parse(code)
 
 
 def _normalize_whitespace(text: str) -> str:
