@@ -8,6 +8,7 @@ with the failing mutants.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -50,10 +51,10 @@ def _kind_names() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
-    from codescaler.cli.pairs_cmd import write_json_atomic
     from codescaler.data import file_sha256
     from codescaler.mutate import MutationKind, canonical_code, mutant_ids, mutate_program
     from codescaler.records import Candidate
+    from codescaler.report import write_atomic
 
     if args.per_problem < 1:
         raise InputError(f"--per-problem must be >= 1, got {args.per_problem}", fix="pass e.g. --per-problem 8")
@@ -115,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.execute:
         manifest["execution"] = _execute(with_ref, candidates, args.verdicts, args.workers, args.timeout)
-    write_json_atomic(args.output.with_name(args.output.name + ".manifest.json"), manifest)
+    write_atomic(args.output.with_name(args.output.name + ".manifest.json"),
+                 json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     logger.info("wrote %d candidates (%d mutants) for %d problems to %s", len(candidates), len(descriptions),
                 len(with_ref), args.output)
     return 0
