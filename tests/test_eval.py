@@ -22,10 +22,10 @@ from codescaler.bench.pairwise import (
 )
 from codescaler.cli import main
 from codescaler.errors import InputError
-from codescaler.models import build_tiny_model
 from codescaler.records import Language
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.scorer import Scorer
+from codescaler.testing import build_tiny_model
 
 
 def by_length(prompts: Sequence[str], texts: Sequence[str]) -> list[float]:

@@ -29,11 +29,11 @@ LAYERS: dict[str, int] = {
     "codescaler.sandbox": 2, "codescaler.sandbox_launch": 2, "codescaler.sandbox_harness": 2,
     "codescaler.sandbox_seccomp": 2, "codescaler.executor": 2, "codescaler.data": 2, "codescaler.training": 2,
     "codescaler.scorer": 2, "codescaler.rm_checkpoint": 2, "codescaler.mutate": 2, "codescaler.models": 2,
-    "codescaler.model_build": 2, "codescaler.sampling": 2, "codescaler.features": 2,
+    "codescaler.models.__main__": 4, "codescaler.sampling": 2, "codescaler.features": 2,
     "codescaler.feature_cache": 2, "codescaler.heads": 2, "codescaler.head_training": 2,
-    "codescaler.model_card": 2, "codescaler.report": 2, "codescaler.testing": 2,
+    "codescaler.model_card": 2, "codescaler.testing": 2,
     "codescaler.integrations": 3, "codescaler.server": 3, "codescaler.bench": 3, "codescaler.rl": 3,
-    "codescaler.rl_metrics": 3,
+    "codescaler.rl_metrics": 3, "codescaler.report": 3,
     "codescaler.cli": 4, "codescaler.__main__": 4,
 }
 LAYER_NAMES = {0: "L0 records", 1: "L1 pure", 2: "L2 I/O and models", 3: "L3 services", 4: "L4 cli"}

@@ -16,9 +16,9 @@ from transformers import EvalPrediction
 
 from codescaler.cli import main
 from codescaler.errors import InputError
-from codescaler.models import build_tiny_model
 from codescaler.records import ExtractMode
 from codescaler.scorer import Scorer
+from codescaler.testing import build_tiny_model
 from codescaler.training import PairExample, pairwise_metrics, read_pairs, split_heldout
 
 TASKS = [
