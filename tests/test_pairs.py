@@ -325,3 +325,41 @@ def test_cli_pairs_a_candidate_too_deeply_nested_to_parse_without_a_traceback(tm
     assert "Traceback" not in proc.stderr
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
     assert {r["rejected_id"] for r in rows} == {"add/b0", "add/deep"}
+
+
+def test_pairs_written_to_a_file_read_back_as_the_same_records_through_the_one_reader(tmp_path: Path):
+    from dataclasses import replace
+
+    from codescaler import data
+    from codescaler.bench.pairwise import read_eval_pairs
+    from codescaler.training import read_pairs as read_training_pairs
+
+    cands, verdicts = _labelled("add", GOOD[:2], BAD[:2])
+    cpp = Problem(task_id="cpp/add", prompt="Write add in C++.", language=Language.CPP)
+    cands.append(Candidate("cpp/add", "c0", code="int add(int a, int b) { return a + b; }"))
+    cands.append(Candidate("cpp/add", "c1", code="int add(int a, int b) { return a - b; }"))
+    verdicts += [Verdict("cpp/add", "c0", Status.PASSED, 1, 1), Verdict("cpp/add", "c1", Status.FAILED, 0, 1)]
+    pairs = build_pairs([_problem(), cpp], cands, verdicts).pairs
+    path = tmp_path / "pairs.jsonl"
+    data.write_pairs(path, pairs)
+    back = data.read_pairs(path)
+    assert [replace(p, line=None) for p in back] == pairs
+    assert back[-1].language is Language.CPP and back[-1].group == "cpp/add"
+    assert {p.group for p in read_eval_pairs(path)} == {"python", "cpp"}
+    examples, _ = read_training_pairs(path)  # the code, extracted per the pair's language
+    assert examples[-1].is_code and examples[-1].chosen_code == "int add(int a, int b) { return a + b; }"
+    with pytest.raises(ValueError, match="extract the code first"):
+        _ = back[0].chosen_code
+
+
+def test_every_pair_reader_refuses_a_pair_of_one_text_naming_the_line(tmp_path: Path):
+    from codescaler.bench.pairwise import read_eval_pairs
+    from codescaler.training import read_pairs as read_training_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    row = {"prompt": "p", "chosen": "```python\nx = 1\n```", "rejected": "```python\nx = 2\n```"}
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "rejected": row["chosen"]}) + "\n", encoding="utf-8")
+    for reader in (read_eval_pairs, read_training_pairs):
+        with pytest.raises(InputError) as err:
+            reader(path)
+        assert (err.value.line, err.value.field) == (2, "rejected")

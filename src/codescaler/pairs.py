@@ -431,13 +431,15 @@ def _cross_problem_pairs(pairs: list[Pair], pools: Mapping[str, list[_Labelled]]
             continue
         out.append(Pair(task_id=task, prompt=by_task[task].prompt, chosen=chosen.shown,
                         rejected=rejected.shown, chosen_id=chosen.candidate.candidate_id,
-                        rejected_id=rejected.candidate.candidate_id, margin=1.0))
+                        rejected_id=rejected.candidate.candidate_id, margin=1.0,
+                        language=by_task[task].language, group=task))
     return out
 
 
 def _make_pair(problem: Problem, c: _Labelled, r: _Labelled, margin: float) -> Pair:
     return Pair(task_id=problem.task_id, prompt=problem.prompt, chosen=c.shown, rejected=r.shown,
-                chosen_id=c.candidate.candidate_id, rejected_id=r.candidate.candidate_id, margin=margin)
+                chosen_id=c.candidate.candidate_id, rejected_id=r.candidate.candidate_id, margin=margin,
+                language=problem.language, group=problem.task_id)
 
 
 def _order_by_problem(pairs: list[Pair], task_order: list[str]) -> list[Pair]:

@@ -28,9 +28,7 @@ Contract
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -39,7 +37,7 @@ from typing import Any
 
 from codescaler.data import file_sha256
 from codescaler.errors import InputError
-from codescaler.records import ExtractMode, Language
+from codescaler.records import ExtractMode, Pair
 from codescaler.rm_checkpoint import (
     METADATA_FILE,
     InputFormat,
@@ -53,8 +51,6 @@ from codescaler.rm_checkpoint import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 1024
-
-REQUIRED_FIELDS = ("prompt", "chosen", "rejected")
 
 
 @dataclass(frozen=True)
@@ -83,18 +79,6 @@ class TrainSettings:
     command: str = ""                          # the command line, recorded in the manifest
 
 
-@dataclass(frozen=True)
-class PairExample:
-    """One usable pair: extracted codes, with the source line for error messages."""
-
-    prompt: str
-    chosen_code: str
-    rejected_code: str
-    margin: float
-    group: str
-    line: int
-
-
 @dataclass
 class PairCounts:
     """What happened to the rows of one pairs file."""
@@ -117,30 +101,19 @@ class TrainResult:
 # Data
 
 
-
-def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tuple[list[PairExample], PairCounts]:
-    """Read, validate and extract one pairs JSONL. Raises ``InputError`` (file:line, field) on bad rows."""
+def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tuple[list[Pair], PairCounts]:
+    """Read and validate one pairs JSONL (``data.read_pairs``: ``InputError`` naming file:line and field
+    on bad rows), then extract the code: the pairs returned hold programs (``is_code``), grouped by
+    problem (``task_id``, else the prompt), with their line; dropped rows are counted."""
+    from codescaler.data import read_pairs as read_pair_file
     from codescaler.extract import extract_code
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("pairs file not found", path=str(path), fix="check the path") from None
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 ({err.reason})", path=str(path)) from None
     counts = PairCounts()
-    examples: list[PairExample] = []
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 inside strings
-        if not line.strip():
-            continue
-        row = _parse_row(line, path, number)
+    examples: list[Pair] = []
+    for pair in read_pair_file(path):
         counts.rows += 1
-        try:
-            language = Language.parse(row.get("language"))
-        except ValueError as err:
-            raise InputError(str(err), path=str(path), line=number, field="language") from None
-        chosen = extract_code(row["chosen"], language=language, mode=extract_mode)
-        rejected = extract_code(row["rejected"], language=language, mode=extract_mode)
+        chosen = extract_code(pair.chosen, language=pair.language, mode=extract_mode)
+        rejected = extract_code(pair.rejected, language=pair.language, mode=extract_mode)
         if not chosen.valid or chosen.code is None:
             counts.dropped_chosen_no_code += 1
             continue
@@ -150,13 +123,8 @@ def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tu
         if chosen.code.strip() == rejected.code.strip():
             counts.dropped_identical_code += 1
             continue
-        group = str(row.get("task_id") or row["prompt"])
-        examples.append(PairExample(row["prompt"], chosen.code, rejected.code, float(row.get("margin", 0.0)),
-                                    group, number))
+        examples.append(replace(pair, chosen=chosen.code, rejected=rejected.code, is_code=True))
     counts.kept = len(examples)
-    if counts.rows == 0:
-        raise InputError("no pairs in the file", path=str(path),
-                         fix="write one JSON object per line with prompt, chosen and rejected")
     if not examples:
         raise InputError(
             f"none of the {counts.rows} pairs is usable: {counts.dropped_chosen_no_code} chosen without valid "
@@ -171,37 +139,8 @@ def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tu
     return examples, counts
 
 
-def _parse_row(line: str, path: Path, number: int) -> dict[str, Any]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err.msg}", path=str(path), line=number,
-                         fix="one JSON object per line") from None
-    if not isinstance(row, dict):
-        raise InputError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=number)
-    for name in REQUIRED_FIELDS:
-        if name not in row:
-            raise InputError("missing", path=str(path), line=number, field=name,
-                             fix="each pair needs prompt, chosen and rejected (responses)")
-        if not isinstance(row[name], str) or not row[name].strip():
-            raise InputError(f"expected a non-empty string, got {row[name]!r:.60}", path=str(path),
-                             line=number, field=name)
-    if row["chosen"] == row["rejected"]:
-        raise InputError("chosen and rejected are the same text", path=str(path), line=number,
-                         field="rejected", fix="a pair must compare two different responses")
-    margin = row.get("margin", 0.0)
-    if margin is None:
-        row["margin"] = 0.0
-    elif isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin):
-        raise InputError(f"expected a finite number, got {margin!r}", path=str(path), line=number, field="margin")
-    language = row.get("language")
-    if language is not None and not isinstance(language, str):
-        raise InputError(f"expected a string, got {language!r}", path=str(path), line=number, field="language")
-    return row
-
-
-def split_heldout(examples: list[PairExample], fraction: float, seed: int
-                  ) -> tuple[list[PairExample], list[PairExample]]:
+def split_heldout(examples: list[Pair], fraction: float, seed: int
+                  ) -> tuple[list[Pair], list[Pair]]:
     """Hold out ``fraction`` of the problems (groups), seeded; every group lands on one side only.
 
     With fewer than two groups nothing can be held out and everything is training data.
@@ -217,14 +156,14 @@ def split_heldout(examples: list[PairExample], fraction: float, seed: int
     return [ex for ex in examples if ex.group not in held], [ex for ex in examples if ex.group in held]
 
 
-def encode_pairs(examples: list[PairExample], tokenizer: Any, meta: RMMetadata, margin_scale: float) -> Any:
+def encode_pairs(examples: list[Pair], tokenizer: Any, meta: RMMetadata, margin_scale: float) -> Any:
     """A ``datasets.Dataset`` with ``chosen_ids``/``rejected_ids`` (and ``margin`` when scaled) for TRL."""
     from datasets import Dataset
 
     columns: dict[str, list[Any]] = {"chosen_ids": [], "rejected_ids": []}
     for ex in examples:
-        columns["chosen_ids"].append(encode_rm_input(tokenizer, ex.prompt, ex.chosen_code, meta))
-        columns["rejected_ids"].append(encode_rm_input(tokenizer, ex.prompt, ex.rejected_code, meta))
+        columns["chosen_ids"].append(encode_rm_input(tokenizer, ex.prompt, ex.chosen, meta))
+        columns["rejected_ids"].append(encode_rm_input(tokenizer, ex.prompt, ex.rejected, meta))
     if margin_scale > 0:
         columns["margin"] = [margin_scale * ex.margin for ex in examples]
     return Dataset.from_dict(columns)
@@ -506,7 +445,7 @@ def _save_model(trainer: Any, output: Path, settings: TrainSettings) -> None:
         trainer.processing_class.save_pretrained(output)
 
 
-def _score_statistics(output: Path, examples: list[PairExample], limit: int, seed: int) -> dict[str, Any]:
+def _score_statistics(output: Path, examples: list[Pair], limit: int, seed: int) -> dict[str, Any]:
     """Score a sample of training pairs with the SAVED checkpoint (the Scorer's exact path)."""
     if limit <= 0 or not examples:
         return {}
@@ -517,8 +456,8 @@ def _score_statistics(output: Path, examples: list[PairExample], limit: int, see
     sample = examples if len(examples) <= limit else random.Random(seed).sample(examples, limit)
     scorer = Scorer.load(str(output), dtype="float32")
     prompts = [ex.prompt for ex in sample]
-    chosen = scorer.score_codes(prompts, [ex.chosen_code for ex in sample])
-    rejected = scorer.score_codes(prompts, [ex.rejected_code for ex in sample])
+    chosen = scorer.score_codes(prompts, [ex.chosen for ex in sample])
+    rejected = scorer.score_codes(prompts, [ex.rejected for ex in sample])
     both = chosen + rejected
     wins = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected, strict=True))
     return {"mean": statistics.fmean(both), "std": statistics.pstdev(both), "pairs": len(sample),

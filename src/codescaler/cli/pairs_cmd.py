@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
         "pairs",
         help="form preference pairs from executed candidates",
         description="Pair passing with failing candidates of the same problem (docs/pairs.md). Writes "
-        "JSONL rows task_id, prompt, chosen, rejected, chosen_id, rejected_id, margin and "
+        "JSONL rows task_id, prompt, chosen, rejected, chosen_id, rejected_id, margin, language and "
         "OUTPUT.manifest.json (rule, options, input hashes, counts).",
     )
     p.add_argument("--problems", required=True, type=Path, help="problems JSONL")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if not result.pairs:
         raise InputError(f"no pairs formed: {result.manifest['empty_reason']}", path=paths["verdicts"],
                          fix="execute more candidates per problem, or relax --rule/--min-gap")
-    data.write_jsonl(args.output, result.pairs)
+    data.write_pairs(args.output, result.pairs)
     manifest_path = args.output.with_name(args.output.name + ".manifest.json")
     manifest = {"command": "codescaler pairs", "output": str(args.output), **result.manifest}
     try:

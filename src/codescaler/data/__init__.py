@@ -1,7 +1,7 @@
 """The only module that knows file formats (layer L2).
 
-Canonical JSONL (problems, candidates, verdicts; ``docs/formats.md``) lives in :mod:`.jsonl`; the public
-datasets' converters in :mod:`.sources`; the data-folder lookup in :mod:`.locate`; the Hugging Face hub
+Canonical JSONL (problems, candidates, verdicts; ``docs/formats.md``) lives in :mod:`.jsonl`, pairs in
+:mod:`.pair_file`; the public datasets' converters in :mod:`.sources`; the data-folder lookup in :mod:`.locate`; the Hugging Face hub
 path in :mod:`.hub`; verl's parquet in :mod:`.parquet`. Everything public is re-exported here: ``from codescaler import data``.
 """
 
@@ -30,11 +30,13 @@ from codescaler.data.jsonl import (
     write_problems,
     write_verdicts,
 )
+from codescaler.data.pair_file import pair_from_json, pair_to_json, read_pairs, write_pairs
 
 __all__ = [
     "append_jsonl", "candidate_from_json", "candidate_to_json", "file_sha256", "index_verdicts", "iter_candidates", "parse_json_line", "problem_from_json", "problem_to_json",
     "read_candidates", "read_jsonl", "read_problems", "read_text_input", "read_verdicts", "to_json", "verdict_from_json",
     "verdict_to_json", "write_candidates", "write_jsonl", "write_problems", "write_verdicts",
+    "pair_from_json", "pair_to_json", "read_pairs", "write_pairs",
 ]
 
 # Names below import lazily-light modules only (no dataset is read at import time).
