@@ -223,6 +223,8 @@ def test_cli_writes_reference_and_mutants_as_candidates(shared_data: Path, tmp_p
     manifest = json.loads((tmp_path / "mutants.jsonl.manifest.json").read_text(encoding="utf-8"))
     assert manifest["totals"]["with_reference"] == 3 and manifest["totals"]["mutants"] == 12
     assert set(manifest["mutants"]) == {i for i in ids if "/mut-" in i}
+    assert {c.mutation for c in cands if "/mut-" in c.candidate_id} <= {k.value for k in MutationKind}
+    assert all((c.mutation is None) == c.candidate_id.endswith("/reference") for c in cands)
 
 
 def test_cli_execute_labels_mutants_and_reports_the_kill_rate(shared_data: Path, tmp_path: Path):
@@ -246,6 +248,37 @@ def test_cli_execute_labels_mutants_and_reports_the_kill_rate(shared_data: Path,
     assert execution["references_passed"] == 2 and execution["mutants_counted"] == 6
     killed = sum(v.status is not Status.PASSED for k, v in got.items() if "/mut-" in k)
     assert execution["mutants_killed"] == killed
+
+
+def test_kill_summary_reads_the_kind_field_and_the_ids_of_files_written_before_it():
+    from codescaler.mutate import kill_summary
+    from codescaler.records import Candidate, Status, Verdict
+
+    candidates = [
+        Candidate("a", "a/reference", code="x = 1"),
+        Candidate("a", "a/m0", code="x = 2", mutation="compare"),     # the field, whatever the id
+        Candidate("a", "a/mut-1-arith", code="x = 3"),                 # an old file: the kind is in the id
+        Candidate("a", "a/extra", code="x = 4"),                       # neither: ignored
+        Candidate("b", "b/reference", code="y = 1"),
+        Candidate("b", "b/mut-0-compare", code="y = 2"),               # its reference fails: not counted
+    ]
+    verdicts = [Verdict("a", "a/reference", Status.PASSED), Verdict("a", "a/m0", Status.FAILED),
+                Verdict("a", "a/mut-1-arith", Status.PASSED), Verdict("a", "a/extra", Status.FAILED),
+                Verdict("b", "b/reference", Status.FAILED), Verdict("b", "b/mut-0-compare", Status.FAILED)]
+    summary = kill_summary(verdicts, candidates)
+    assert (summary["references"], summary["references_passed"]) == (2, 1)
+    assert (summary["mutants_counted"], summary["mutants_killed"]) == (2, 1)
+    assert summary["kill_rate_by_kind"] == {"arith": {"killed": 0, "total": 1, "rate": 0.0},
+                                            "compare": {"killed": 1, "total": 1, "rate": 1.0}}
+
+
+def test_a_candidate_mutation_survives_the_jsonl_round_trip(tmp_path: Path):
+    from codescaler import data
+    from codescaler.records import Candidate
+
+    cands = [Candidate("t", "t/1", code="x = 1", mutation="range"), Candidate("t", "t/2", response="hi")]
+    data.write_candidates(tmp_path / "c.jsonl", cands)
+    assert data.read_candidates(tmp_path / "c.jsonl") == cands
 
 
 def test_cli_refuses_problems_without_any_reference(tmp_path: Path):

@@ -17,12 +17,15 @@ from __future__ import annotations
 import ast
 import random
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from codescaler.pairs import normalize_code
 from codescaler.python_source import parse_python
+from codescaler.records import Candidate, Status, Verdict
 
 
 class MutationKind(StrEnum):
@@ -312,5 +315,62 @@ def _parse_or_explain(code: str, what: str) -> ast.Module:
 
 
 def mutant_ids(task_id: str, mutants: Sequence[Mutant]) -> list[str]:
-    """Candidate ids ``{task_id}/mut-{k}-{kind}`` for a problem's mutants, in order."""
+    """Candidate ids ``{task_id}/mut-{k}-{kind}`` for a problem's mutants, in order (the kind is in the
+    id for people reading files; programs read ``Candidate.mutation``)."""
     return [f"{task_id}/mut-{k}-{m.kind.value}" for k, m in enumerate(mutants)]
+
+
+def reference_id(task_id: str) -> str:
+    """The candidate id of a problem's reference solution: ``{task_id}/reference``."""
+    return f"{task_id}/reference"
+
+
+def mutant_candidates(task_id: str, mutants: Sequence[Mutant]) -> list[Candidate]:
+    """A problem's mutants as candidates (``code`` and ``mutation`` set), ids from ``mutant_ids``."""
+    return [Candidate(task_id, cid, code=m.code, mutation=m.kind.value)
+            for cid, m in zip(mutant_ids(task_id, mutants), mutants, strict=True)]
+
+
+def mutation_of(candidate: Candidate) -> str | None:
+    """The mutation kind of a candidate: its ``mutation`` field, else (files written before the field
+    existed) the kind named in a ``{task_id}/mut-{k}-{kind}`` id; None for other candidates."""
+    if candidate.mutation is not None:
+        return candidate.mutation
+    head, sep, tail = candidate.candidate_id.rpartition("/mut-")
+    if not sep or not head:
+        return None
+    kind = tail.partition("-")[2]
+    return kind if kind in _KIND_VALUES else None
+
+
+_KIND_VALUES = frozenset(k.value for k in MutationKind)
+
+
+def kill_summary(verdicts: Iterable[Verdict], candidates: Iterable[Candidate]) -> dict[str, Any]:
+    """Kill rate of mutants (any status but passed), counted only on problems whose reference passes
+    (a failing reference means broken tests or harness, which would inflate the rate). A problem
+    without a reference verdict counts all its mutants. Verdicts of candidates that are neither a
+    reference nor a mutant are ignored."""
+    kinds = {(c.task_id, c.candidate_id): mutation_of(c) for c in candidates}
+    verdicts = list(verdicts)
+    refs = {v.task_id: v.status is Status.PASSED for v in verdicts if v.candidate_id == reference_id(v.task_id)}
+    by_kind: dict[str, list[int]] = {}
+    statuses: Counter[str] = Counter()
+    for v in verdicts:
+        kind = kinds.get((v.task_id, v.candidate_id))
+        if kind is None or (refs and not refs.get(v.task_id, False)):
+            continue
+        entry = by_kind.setdefault(kind, [0, 0])
+        entry[0] += int(v.status is not Status.PASSED)
+        entry[1] += 1
+        statuses[v.status.value] += 1
+    killed = sum(k for k, _ in by_kind.values())
+    counted = sum(n for _, n in by_kind.values())
+    return {
+        "references": len(refs), "references_passed": sum(refs.values()),
+        "mutants_counted": counted, "mutants_killed": killed,
+        "kill_rate": round(killed / counted, 4) if counted else None,
+        "kill_rate_by_kind": {k: {"killed": a, "total": n, "rate": round(a / n, 4)}
+                              for k, (a, n) in sorted(by_kind.items())},
+        "mutant_statuses": dict(statuses),
+    }

@@ -143,12 +143,17 @@ class Problem:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One candidate solution: a raw model ``response`` to extract from, or a ready ``code``."""
+    """One candidate solution: a raw model ``response`` to extract from, or a ready ``code``.
+
+    ``mutation``: for a synthetic mutant of a reference (``codescaler mutate``), the operator that made
+    it (a ``mutate.MutationKind`` value); None for every other candidate.
+    """
 
     task_id: str
     candidate_id: str
     response: str | None = None
     code: str | None = None
+    mutation: str | None = None
 
 
 # The smallest --memory-mb (address space) at which Python starts and runs a trivial program in the

