@@ -301,3 +301,26 @@ def test_reference_and_mutants_share_one_formatting():
         assert "#" not in m.code and "x+1" not in m.code
     with pytest.raises(ValueError):
         canonical_code("def (:")
+
+
+@pytest.mark.parametrize(("settings", "flag"), [
+    ({"per_problem": 0}, "--per-problem"), ({"limit": 0}, "--limit"), ({"kinds": ("compare", "teleport")}, "--kinds"),
+])
+def test_mutate_settings_name_the_bad_setting_by_its_flag(settings: dict, flag: str):
+    from codescaler.errors import InputError
+    from codescaler.mutate import MutateSettings
+
+    with pytest.raises(InputError) as err:
+        MutateSettings(**settings).validate()
+    assert err.value.field == flag
+
+
+def test_mutate_problems_keeps_the_reference_first_and_skips_problems_without_one():
+    from codescaler.mutate import MutateSettings, mutate_problems
+    from codescaler.records import Problem
+
+    problems = [Problem("none", "p"), Problem("max", "p", reference=RUNNING_MAX), Problem("bad", "p", reference="def f(:")]
+    made = mutate_problems(problems, MutateSettings(per_problem=3, seed=1))
+    assert [c.candidate_id for c in made.candidates][0] == "max/reference"
+    assert len(made.candidates) == 4 and made.with_reference == 2 and made.unparsable == ["bad"]
+    assert set(made.descriptions) == {c.candidate_id for c in made.candidates[1:]}

@@ -15,6 +15,7 @@ mutated (``List[int + 1]`` would crash at definition time and teach nothing).
 from __future__ import annotations
 
 import ast
+import logging
 import random
 import warnings
 from collections import Counter
@@ -23,9 +24,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from codescaler.errors import InputError
 from codescaler.pairs import normalize_code
 from codescaler.python_source import parse_python
-from codescaler.records import Candidate, Status, Verdict
+from codescaler.records import Candidate, Problem, Status, Verdict
+
+logger = logging.getLogger(__name__)
 
 
 class MutationKind(StrEnum):
@@ -41,6 +45,9 @@ class MutationKind(StrEnum):
     WRONG_RETURN = "wrong_return"    # return x -> return y (another local name)
     BOOLOP = "boolop"                # and <-> or
     BOOL_CONSTANT = "bool"           # True <-> False
+
+
+_KIND_VALUES = frozenset(k.value for k in MutationKind)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,73 @@ _SYMMETRIC_CALLS = frozenset({"min", "max", "gcd", "lcm", "hypot", "add", "mul",
 
 # A site: (kind, index of the node in ast.walk order, parameter for the operator)
 _Site = tuple[MutationKind, int, object]
+
+
+@dataclass(frozen=True)
+class MutateSettings:
+    """What ``codescaler mutate`` makes of each problem with a reference (resolved once by the CLI)."""
+
+    per_problem: int = 8                     # mutants per problem, at most
+    kinds: tuple[str, ...] | None = None     # MutationKind values to use; None = every kind
+    include_reference: bool = True           # the reference itself is a candidate too
+    limit: int | None = None                 # only the first N problems that have a reference
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the setting (as its CLI flag) and what is accepted."""
+        if self.per_problem < 1:
+            raise InputError(f"--per-problem must be >= 1, got {self.per_problem}", field="--per-problem",
+                             fix="pass e.g. --per-problem 8")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"--limit must be >= 1, got {self.limit}", field="--limit")
+        unknown = [k for k in self.kinds or () if k not in _KIND_VALUES]
+        if unknown or self.kinds == ():
+            raise InputError(f"unknown mutation kind(s) {unknown or self.kinds!r}", field="--kinds",
+                             fix="use some of: " + ", ".join(k.value for k in MutationKind))
+
+
+@dataclass(frozen=True)
+class MutateResult:
+    candidates: list[Candidate]      # per problem: the reference (unless excluded), then its mutants
+    descriptions: dict[str, str]     # mutant candidate_id -> what was changed, e.g. "line 7: i < n -> i <= n"
+    with_reference: int              # problems with a reference (after ``limit``)
+    unparsable: list[str]            # task_ids whose reference does not parse (skipped)
+
+
+def mutate_problems(problems: Sequence[Problem], settings: MutateSettings | None = None,
+                    path: str | None = None) -> MutateResult:
+    """Reference + mutants of every problem that has a reference, per ``settings``.
+
+    Each problem's mutants are drawn with the seed ``f"{seed}:{task_id}"``; the reference is printed like
+    the mutants (``canonical_code``) so that formatting cannot tell them apart. Raises ``InputError`` for
+    bad settings or when no problem has a reference (``path`` only names the file in the message).
+    """
+    s = settings or MutateSettings()
+    s.validate()
+    with_ref = [p for p in problems if p.reference and p.reference.strip()]
+    if not with_ref:
+        raise InputError(f"none of the {len(problems)} problems has a reference solution", path=path,
+                         field="reference", fix="use a dataset with reference programs, e.g. LeetCodeDataset train")
+    with_ref = with_ref[: s.limit] if s.limit is not None else with_ref
+    candidates: list[Candidate] = []
+    descriptions: dict[str, str] = {}
+    unparsable: list[str] = []
+    for problem in with_ref:
+        reference = problem.reference or ""
+        try:
+            mutants = mutate_program(reference, seed=f"{s.seed}:{problem.task_id}", max_mutants=s.per_problem,
+                                     kinds=s.kinds)
+        except ValueError as err:
+            unparsable.append(problem.task_id)
+            logger.warning("%s: reference skipped: %s", problem.task_id, err)
+            continue
+        if s.include_reference:
+            candidates.append(Candidate(problem.task_id, reference_id(problem.task_id),
+                                        code=canonical_code(reference)))
+        for candidate, mutant in zip(mutant_candidates(problem.task_id, mutants), mutants, strict=True):
+            candidates.append(candidate)
+            descriptions[candidate.candidate_id] = mutant.description
+    return MutateResult(candidates, descriptions, len(with_ref), unparsable)
 
 
 def mutate_program(
@@ -341,9 +415,6 @@ def mutation_of(candidate: Candidate) -> str | None:
         return None
     kind = tail.partition("-")[2]
     return kind if kind in _KIND_VALUES else None
-
-
-_KIND_VALUES = frozenset(k.value for k in MutationKind)
 
 
 def kill_summary(verdicts: Iterable[Verdict], candidates: Iterable[Candidate]) -> dict[str, Any]:

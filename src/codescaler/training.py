@@ -78,6 +78,25 @@ class TrainSettings:
     stats_pairs: int = 256                     # training pairs scored for score_mean/std (0: skip)
     command: str = ""                          # the command line, recorded in the manifest
 
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the setting (as its CLI flag) and what is accepted."""
+        checks = [
+            ("--eval-fraction", 0.0 <= self.eval_fraction < 1.0, self.eval_fraction, "a number in [0, 1)"),
+            ("--max-length", self.max_length is None or self.max_length > 0, self.max_length, "a positive integer"),
+            ("--margin-scale", self.margin_scale >= 0.0, self.margin_scale, "a number >= 0"),
+            ("--lora-r", self.lora_r > 0, self.lora_r, "a positive integer"),
+            ("--lora-layers", self.lora_layers >= 0, self.lora_layers, "an integer >= 0"),
+            ("--eval-max-pairs", self.eval_max_pairs >= 0, self.eval_max_pairs, "an integer >= 0"),
+            ("--stats-pairs", self.stats_pairs >= 0, self.stats_pairs, "an integer >= 0"),
+        ]
+        for flag, ok, value, accepted in checks:
+            if not ok:
+                raise InputError(f"{flag} must be {accepted}, got {value!r}", field=flag)
+        if self.lora_layers and not self.lora:
+            raise InputError("--lora-layers needs --lora", field="--lora-layers")
+        if self.merge and not self.lora:
+            raise InputError("--merge needs --lora", field="--merge")
+
 
 @dataclass
 class PairCounts:
@@ -352,12 +371,14 @@ def _lora_config(settings: TrainSettings, model: Any) -> Any:
 def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
     """Train and save an RM. ``config`` is a ``trl.RewardConfig`` (its ``output_dir`` is replaced).
 
-    Raises ``InputError`` for bad pairs files, backbones or flags (``resume`` without a checkpoint).
+    Raises ``InputError`` for bad settings (``TrainSettings.validate``), pairs files, backbones or flags
+    (``resume`` without a checkpoint).
     """
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
     from trl import RewardTrainer
 
+    settings.validate()
     started = time.monotonic()
     output = Path(settings.output)
     config.output_dir = str(output)

@@ -52,29 +52,17 @@ def _kind_names() -> str:
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
     from codescaler.data import file_sha256
-    from codescaler.mutate import (
-        MutationKind,
-        canonical_code,
-        mutant_candidates,
-        mutate_program,
-        reference_id,
-    )
-    from codescaler.records import Candidate
+    from codescaler.mutate import MutateSettings, mutate_problems
     from codescaler.report import write_atomic
 
-    if args.per_problem < 1:
-        raise InputError(f"--per-problem must be >= 1, got {args.per_problem}", fix="pass e.g. --per-problem 8")
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
+    settings = MutateSettings(per_problem=args.per_problem, kinds=kinds, include_reference=not args.no_reference,
+                              limit=args.limit, seed=args.seed)
+    settings.validate()
     if args.timeout is not None and args.timeout <= 0:
         raise InputError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.execute != (args.verdicts is not None):
         raise InputError("--execute and --verdicts go together", fix="pass both, or neither")
-    kinds = None
-    if args.kinds:
-        try:
-            kinds = [MutationKind(k.strip()) for k in args.kinds.split(",") if k.strip()]
-        except ValueError as err:
-            raise InputError(f"unknown mutation kind in --kinds {args.kinds!r}", field="--kinds",
-                             fix=f"use some of: {_kind_names()}") from err
     if not args.problems.is_file():
         raise InputError("--problems file not found", path=str(args.problems), fix="check the path")
     for out in [args.output, args.verdicts]:
@@ -82,50 +70,27 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("output folder does not exist", path=str(out.parent), fix="create it first")
 
     problems = data.read_problems(args.problems, require_tests=args.execute)
-    with_ref = [p for p in problems if p.reference and p.reference.strip()]
-    if not with_ref:
-        raise InputError(f"none of the {len(problems)} problems has a reference solution", path=str(args.problems),
-                         field="reference", fix="use a dataset with reference programs, e.g. LeetCodeDataset train")
-    if args.limit is not None:
-        with_ref = with_ref[: args.limit]
-
-    candidates: list[Candidate] = []
-    descriptions: dict[str, str] = {}
-    kind_counts: Counter[str] = Counter()
-    unparsable: list[str] = []
-    for problem in with_ref:
-        reference = problem.reference or ""
-        try:
-            mutants = mutate_program(reference, seed=f"{args.seed}:{problem.task_id}", max_mutants=args.per_problem, kinds=kinds)
-        except ValueError as err:
-            unparsable.append(problem.task_id)
-            logger.warning("%s: reference skipped: %s", problem.task_id, err)
-            continue
-        if not args.no_reference:
-            # printed like the mutants, so formatting cannot tell the reference from its mutants
-            candidates.append(Candidate(problem.task_id, reference_id(problem.task_id),
-                                        code=canonical_code(reference)))
-        for candidate, mutant in zip(mutant_candidates(problem.task_id, mutants), mutants, strict=True):
-            candidates.append(candidate)
-            descriptions[candidate.candidate_id] = mutant.description
-            kind_counts[mutant.kind.value] += 1
+    made = mutate_problems(problems, settings, path=str(args.problems))
+    candidates, descriptions = made.candidates, made.descriptions
+    kind_counts = Counter(c.mutation for c in candidates if c.mutation is not None)
     data.write_candidates(args.output, candidates)
     manifest: dict[str, Any] = {
         "command": "codescaler mutate",
         "seed": args.seed,
         "per_problem": args.per_problem,
-        "kinds": [k.value for k in kinds] if kinds else "all",
+        "kinds": list(kinds) if kinds else "all",
         "input_hashes": {"problems": "sha256:" + file_sha256(args.problems)},
-        "totals": {"problems": len(problems), "with_reference": len(with_ref), "unparsable_references": unparsable,
+        "totals": {"problems": len(problems), "with_reference": made.with_reference,
+                   "unparsable_references": made.unparsable,
                    "candidates": len(candidates), "mutants": len(descriptions), "mutants_by_kind": dict(kind_counts)},
         "mutants": descriptions,
     }
     if args.execute:
-        manifest["execution"] = _execute(with_ref, candidates, args.verdicts, args.workers, args.timeout)
+        manifest["execution"] = _execute(problems, candidates, args.verdicts, args.workers, args.timeout)
     write_atomic(args.output.with_name(args.output.name + ".manifest.json"),
                  json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     logger.info("wrote %d candidates (%d mutants) for %d problems to %s", len(candidates), len(descriptions),
-                len(with_ref), args.output)
+                made.with_reference, args.output)
     return 0
 
 

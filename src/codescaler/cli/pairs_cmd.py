@@ -73,7 +73,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
-    from codescaler.pairs import PairOptions, PairRule, build_pairs
+    from codescaler.pairs import PairRule, PairSettings, build_pairs
     from codescaler.records import ExtractMode
 
     for flag in ("problems", "candidates", "verdicts"):
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.parent.is_dir():
         raise InputError("output folder does not exist", path=str(args.output.parent),
                          fix="create it or choose another --output")
-    options = PairOptions(
+    settings = PairSettings(
         rule=PairRule(args.rule), min_pass_rate=args.min_pass_rate, min_gap=args.min_gap,
         include_invalid_rejected=not args.exclude_invalid_rejected, dedup=not args.no_dedup,
         strip_docstrings=not args.keep_docstrings, max_pairs_per_problem=args.max_pairs_per_problem,
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     verdicts = list(data.index_verdicts(args.verdicts).values())  # conflicting duplicates are refused
     paths = {"problems": str(args.problems), "candidates": str(args.candidates), "verdicts": str(args.verdicts)}
     hashes = {name: "sha256:" + file_sha256(Path(p)) for name, p in paths.items()}
-    result = build_pairs(problems, candidates, verdicts, options, input_hashes=hashes, paths=paths)
+    result = build_pairs(problems, candidates, verdicts, settings, input_hashes=hashes, paths=paths)
     if not result.pairs:
         raise InputError(f"no pairs formed: {result.manifest['empty_reason']}", path=paths["verdicts"],
                          fix="execute more candidates per problem, or relax --rule/--min-gap")
