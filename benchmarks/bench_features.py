@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def candidates(n: int, per_problem: int) -> tuple[list[str], list[str]]:
     import yaml
 
-    from codescaler.cli.eval_cmd import data_dir
+    from codescaler.data import locate_data_dir
 
-    folder = data_dir(None) / "code-bert-score/evaluation/data/multipl_e/python-davinci-0.8-keep"
+    folder = locate_data_dir() / "code-bert-score/evaluation/data/multipl_e/python-davinci-0.8-keep"
     prompts, codes = [], []
     for path in sorted(folder.glob("HumanEval_*.yaml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -84,8 +84,8 @@ def _free_port() -> int:
 
 
 def _tiny_model(folder: Path) -> str:
-    from codescaler.models import build_tiny_model
     from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+    from codescaler.testing import build_tiny_model
 
     path = build_tiny_model(folder / "tiny_rm", arch="qwen3", seed=0)
     write_metadata(path, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=512, backbone="tiny"))

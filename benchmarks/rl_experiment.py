@@ -29,8 +29,8 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _smoke_models(out: Path) -> tuple[str, str]:
-    from codescaler.models import build_tiny_model
     from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+    from codescaler.testing import build_tiny_model
 
     policy = build_tiny_model(out / "tiny_policy", arch="qwen2", kind="causal", seed=1)
     rm = build_tiny_model(out / "tiny_rm", arch="qwen3", seed=5)

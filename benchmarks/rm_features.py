@@ -81,20 +81,20 @@ def sample_pairs(path: Path, per_source: int, seed: int, sources: dict[str, str]
 
 def eval_items(name: str, work: Path) -> tuple[str, Any]:
     from codescaler.bench import pairwise
-    from codescaler.cli.eval_cmd import data_dir
+    from codescaler.data.locate import locate_data_dir
     from rm_heldout import codex_pairs
 
     if name == "codex":
         return "pairs", pairwise.read_eval_pairs(codex_pairs(work))
     if name.startswith("hep-"):
-        return "pairs", pairwise.load_hep(data_dir(None), [name.removeprefix("hep-")])
-    items = pairwise.load_rm_bench(data_dir(None) / "RM-Bench/data/code_filtered.json")
+        return "pairs", pairwise.load_hep(locate_data_dir(None), [name.removeprefix("hep-")])
+    items = pairwise.load_rm_bench(locate_data_dir(None) / "RM-Bench/data/code_filtered.json")
     return "rm-bench", [it for it in items if it.group == name.removeprefix("rm-bench-")]
 
 
 def eval_texts(kind: str, items: Any, mode: Any) -> list[tuple[str, str]]:
     """(prompt, code) of every program the evaluation will score (extracted as the evaluation does)."""
-    from codescaler.bench.pairwise import _texts
+    from codescaler.bench.pairwise import program_texts
 
     flat = []
     if kind == "pairs":
@@ -103,7 +103,7 @@ def eval_texts(kind: str, items: Any, mode: Any) -> list[tuple[str, str]]:
     else:
         for it in items:
             flat += [(it.prompt, t, it.language, False) for t in (*it.chosen, *it.rejected)]
-    texts = _texts(flat, "code", mode)
+    texts = program_texts(flat, "code", mode)
     return [(f[0], t) for f, t in zip(flat, texts, strict=True) if t is not None]
 
 

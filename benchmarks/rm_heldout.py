@@ -50,13 +50,13 @@ def codex_pairs(work: Path) -> Path:
 
 def load_set(name: str, work: Path) -> tuple[str, Any]:
     from codescaler.bench import pairwise
-    from codescaler.cli.eval_cmd import data_dir
+    from codescaler.data import locate_data_dir
 
     if name == "codex":
         return "pairs", pairwise.read_eval_pairs(codex_pairs(work))
     if name == "hep-python":
-        return "pairs", pairwise.load_hep(data_dir(None), ["python"])
-    return "rm-bench", pairwise.load_rm_bench(data_dir(None) / "RM-Bench/data/code_filtered.json")
+        return "pairs", pairwise.load_hep(locate_data_dir(), ["python"])
+    return "rm-bench", pairwise.load_rm_bench(locate_data_dir() / "RM-Bench/data/code_filtered.json")
 
 
 def make_scorer(spec: str) -> Any:

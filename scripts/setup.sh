@@ -16,6 +16,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q -e '.[dev,models]'
     echo "$want" > "$stamp"
 fi
-if [ "${CODESCALER_SKIP_MODELS:-0}" != "1" ] && [ -f src/codescaler/models.py ]; then
+if [ "${CODESCALER_SKIP_MODELS:-0}" != "1" ] && [ -e src/codescaler/models ]; then
     .venv/bin/python -m codescaler.models prepare
 fi

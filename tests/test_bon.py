@@ -15,7 +15,7 @@ from codescaler.bon_signals import candidate_item, score_candidates
 from codescaler.cli import main
 from codescaler.errors import InputError
 from codescaler.models import build_tiny_model
-from codescaler.records import Candidate, ExtractMode, Language, Problem, Status, TestSuite, Verdict
+from codescaler.records import Candidate, ExtractMode, Language, Pair, Problem, Status, TestSuite, Verdict
 from codescaler.rerank import Strategy
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.scorer import Scorer
@@ -153,8 +153,8 @@ def test_pairwise_and_bon_score_identical_items_identically(toy: dict[str, Path]
     assert sum(s is None for s in bon_scores) == 3  # s4 of each task has no code
 
     # the same (problem, response) items as preference pairs: every candidate against s0
-    pairs = [pairwise.EvalPair(problems[c.task_id].prompt, c.response or "", VARIANTS[0].format(k=2),
-                               Language.PYTHON) for c in cands]
+    pairs = [Pair(problems[c.task_id].prompt, c.response or "", VARIANTS[0].format(k=2), language=Language.PYTHON)
+             for c in cands]
     chosen = pairwise.score_rows(scorer.score_codes, [(p.prompt, p.chosen, p.language, p.is_code) for p in pairs],
                                  "code", ExtractMode.STRICT)
     assert [s.raw_score for s in chosen] == pytest.approx(bon_scores, abs=1e-5)

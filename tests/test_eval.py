@@ -11,7 +11,6 @@ import pytest
 
 from codescaler.bench.baselines import LogProbScorer, untrained_backbone
 from codescaler.bench.pairwise import (
-    EvalPair,
     RMBenchItem,
     evaluate_pairs,
     evaluate_rm_bench,
@@ -22,10 +21,10 @@ from codescaler.bench.pairwise import (
 )
 from codescaler.cli import main
 from codescaler.errors import InputError
-from codescaler.models import build_tiny_model
-from codescaler.records import Language
+from codescaler.records import Language, Pair
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.scorer import Scorer
+from codescaler.testing import build_tiny_model
 
 
 def by_length(prompts: Sequence[str], texts: Sequence[str]) -> list[float]:
@@ -42,10 +41,10 @@ def test_evaluate_pairs_extracts_code_and_reports_per_group_accuracy() -> None:
     long_code = "```python\ndef f(xs):\n    return sorted(set(xs))\n```"
     short_code = "```python\ndef f(xs):\n    return xs\n```"
     pairs = [
-        EvalPair("p1", "Sure!\n" + long_code, short_code, group="a"),                          # win
-        EvalPair("p2", short_code + "\n\nA very long explanation " * 5, long_code, group="a"),  # prose ignored: loss
-        EvalPair("p3", "No idea, sorry.", short_code, group="b"),                              # chosen invalid: loss
-        EvalPair("p4", "```python\ndef f(:\n```", "I refuse.", group="b"),                     # both invalid: tie
+        Pair("p1", "Sure!\n" + long_code, short_code, group="a"),                          # win
+        Pair("p2", short_code + "\n\nA very long explanation " * 5, long_code, group="a"),  # prose ignored: loss
+        Pair("p3", "No idea, sorry.", short_code, group="b"),                              # chosen invalid: loss
+        Pair("p4", "```python\ndef f(:\n```", "I refuse.", group="b"),                     # both invalid: tie
     ]
     result = evaluate_pairs(pairs, by_length)
     assert result["accuracy"] == pytest.approx(1.5 / 4) and result["n"] == 4 and result["ties"] == 1

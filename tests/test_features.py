@@ -17,8 +17,8 @@ from codescaler.extract import extract_code
 from codescaler.feature_cache import FeatureCache
 from codescaler.features import FeatureExtractor, FeatureSpec, load_backbone
 from codescaler.heads import HeadSettings, fit_head, load_head
-from codescaler.models import build_tiny_model
 from codescaler.rm_checkpoint import RMMetadata, encode_rm_input_span
+from codescaler.testing import build_tiny_model
 
 PROBLEMS = [
     "Write `add(a, b)` returning the sum of a and b.\n>>> add(1, 2)\n3\n" * 3,

@@ -12,10 +12,10 @@ from codescaler.errors import InputError
 from codescaler.integrations import open_scorer
 from codescaler.integrations import verl as verl_adapter
 from codescaler.integrations.trl import CodeScalerReward
-from codescaler.models import build_tiny_model
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.scorer import Scorer
 from codescaler.shaping import shape_group
+from codescaler.testing import build_tiny_model
 
 PROBLEM = ("Write a function `two_sum(nums: list[int], target: int) -> list[int]` returning the indices of the "
            "two numbers that add up to target.\n>>> two_sum([2, 7, 11, 15], 9)\n[0, 1]")

@@ -1,4 +1,4 @@
-"""Tests for codescaler.models: tiny offline models, short-name resolution, the prepare step."""
+"""Tests for codescaler.models (short names), codescaler.models.build (prepare) and codescaler.testing (tiny models)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from codescaler import models
 from codescaler.errors import InputError
-from codescaler.models import build_tiny_model, resolve_model
+from codescaler.models import build as model_build
+from codescaler.models import resolve_model
+from codescaler.testing import build_tiny_model
 
 CODE = 'def añadir(a, b):\n    """Suma — 加法."""\n    return a + b  # {braces}\n'
 
@@ -117,13 +119,24 @@ def test_prepare_is_fast_and_touches_nothing_when_already_done(tmp_path: Path, m
     assert resolve_model(models.QWEN_CODER) == str(done)
 
 
+def test_models_verb_and_module_entry_point_report_an_unprepared_model_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESCALER_MODELS", str(tmp_path))
+    verb = [sys.executable, "-c", "import sys; from codescaler.cli import main; sys.exit(main())", "models"]
+    module = [sys.executable, "-m", "codescaler.models"]  # what scripts/setup.sh runs
+    for command in (verb, module):
+        run = subprocess.run([*command, "path", models.QWEN_CODER], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2, run.stderr
+        assert "has not been prepared" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_assembled_gguf_with_wrong_checksum_is_rejected(tmp_path: Path) -> None:
     parts = [tmp_path / "part01.bin", tmp_path / "part02.bin"]
     parts[0].write_bytes(b"GGUF\x03\x00")
     parts[1].write_bytes(b"\x00" * 100)
     with pytest.raises(InputError, match="sha256"):
-        models._assemble(parts, tmp_path / "model.gguf", "0" * 64)
-    digest = models._assemble(parts, tmp_path / "model.gguf", None)
+        model_build.assemble_parts(parts, tmp_path / "model.gguf", "0" * 64)
+    digest = model_build.assemble_parts(parts, tmp_path / "model.gguf", None)
     assert (tmp_path / "model.gguf").read_bytes() == b"GGUF\x03\x00" + b"\x00" * 100
     assert len(digest) == 64
 
@@ -135,7 +148,7 @@ def test_prepared_qwen_coder_loads_as_a_reward_model_backbone() -> None:
     except InputError:
         pytest.skip("run `python -m codescaler.models prepare` first")
     marker = json.loads((Path(folder) / "codescaler-prepared.json").read_text())
-    assert marker["gguf_sha256"] == models._QWEN_ASSET.sha256
+    assert marker["gguf_sha256"] == model_build.QWEN_ASSET.sha256
     assert not list(Path(folder).glob("*.gguf"))  # the temporary GGUF was deleted
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert tokenizer.chat_template and tokenizer.pad_token_id is not None

@@ -168,6 +168,8 @@ def test_program_without_sites_gives_no_mutants_and_bad_input_raises():
     assert mutate_program("import os\n", max_mutants=5) == []
     with pytest.raises(ValueError, match="does not parse"):
         mutate_program("def f(:\n", max_mutants=5)
+    with pytest.raises(ValueError, match="RecursionError"):  # too deep for ast.parse: an error, not a crash
+        mutate_program("1" + "+1" * 200_000, max_mutants=5)
     with pytest.raises(ValueError):
         mutate_program("x = 1\n", kinds=["teleport"])
 
@@ -221,6 +223,8 @@ def test_cli_writes_reference_and_mutants_as_candidates(shared_data: Path, tmp_p
     manifest = json.loads((tmp_path / "mutants.jsonl.manifest.json").read_text(encoding="utf-8"))
     assert manifest["totals"]["with_reference"] == 3 and manifest["totals"]["mutants"] == 12
     assert set(manifest["mutants"]) == {i for i in ids if "/mut-" in i}
+    assert {c.mutation for c in cands if "/mut-" in c.candidate_id} <= {k.value for k in MutationKind}
+    assert all((c.mutation is None) == c.candidate_id.endswith("/reference") for c in cands)
 
 
 def test_cli_execute_labels_mutants_and_reports_the_kill_rate(shared_data: Path, tmp_path: Path):
@@ -246,6 +250,37 @@ def test_cli_execute_labels_mutants_and_reports_the_kill_rate(shared_data: Path,
     assert execution["mutants_killed"] == killed
 
 
+def test_kill_summary_reads_the_kind_field_and_the_ids_of_files_written_before_it():
+    from codescaler.mutate import kill_summary
+    from codescaler.records import Candidate, Status, Verdict
+
+    candidates = [
+        Candidate("a", "a/reference", code="x = 1"),
+        Candidate("a", "a/m0", code="x = 2", mutation="compare"),     # the field, whatever the id
+        Candidate("a", "a/mut-1-arith", code="x = 3"),                 # an old file: the kind is in the id
+        Candidate("a", "a/extra", code="x = 4"),                       # neither: ignored
+        Candidate("b", "b/reference", code="y = 1"),
+        Candidate("b", "b/mut-0-compare", code="y = 2"),               # its reference fails: not counted
+    ]
+    verdicts = [Verdict("a", "a/reference", Status.PASSED), Verdict("a", "a/m0", Status.FAILED),
+                Verdict("a", "a/mut-1-arith", Status.PASSED), Verdict("a", "a/extra", Status.FAILED),
+                Verdict("b", "b/reference", Status.FAILED), Verdict("b", "b/mut-0-compare", Status.FAILED)]
+    summary = kill_summary(verdicts, candidates)
+    assert (summary["references"], summary["references_passed"]) == (2, 1)
+    assert (summary["mutants_counted"], summary["mutants_killed"]) == (2, 1)
+    assert summary["kill_rate_by_kind"] == {"arith": {"killed": 0, "total": 1, "rate": 0.0},
+                                            "compare": {"killed": 1, "total": 1, "rate": 1.0}}
+
+
+def test_a_candidate_mutation_survives_the_jsonl_round_trip(tmp_path: Path):
+    from codescaler import data
+    from codescaler.records import Candidate
+
+    cands = [Candidate("t", "t/1", code="x = 1", mutation="range"), Candidate("t", "t/2", response="hi")]
+    data.write_candidates(tmp_path / "c.jsonl", cands)
+    assert data.read_candidates(tmp_path / "c.jsonl") == cands
+
+
 def test_cli_refuses_problems_without_any_reference(tmp_path: Path):
     from codescaler import data
     from codescaler.records import Problem
@@ -266,3 +301,26 @@ def test_reference_and_mutants_share_one_formatting():
         assert "#" not in m.code and "x+1" not in m.code
     with pytest.raises(ValueError):
         canonical_code("def (:")
+
+
+@pytest.mark.parametrize(("settings", "flag"), [
+    ({"per_problem": 0}, "--per-problem"), ({"limit": 0}, "--limit"), ({"kinds": ("compare", "teleport")}, "--kinds"),
+])
+def test_mutate_settings_name_the_bad_setting_by_its_flag(settings: dict, flag: str):
+    from codescaler.errors import InputError
+    from codescaler.mutate import MutateSettings
+
+    with pytest.raises(InputError) as err:
+        MutateSettings(**settings).validate()
+    assert err.value.field == flag
+
+
+def test_mutate_problems_keeps_the_reference_first_and_skips_problems_without_one():
+    from codescaler.mutate import MutateSettings, mutate_problems
+    from codescaler.records import Problem
+
+    problems = [Problem("none", "p"), Problem("max", "p", reference=RUNNING_MAX), Problem("bad", "p", reference="def f(:")]
+    made = mutate_problems(problems, MutateSettings(per_problem=3, seed=1))
+    assert [c.candidate_id for c in made.candidates][0] == "max/reference"
+    assert len(made.candidates) == 4 and made.with_reference == 2 and made.unparsable == ["bad"]
+    assert set(made.descriptions) == {c.candidate_id for c in made.candidates[1:]}

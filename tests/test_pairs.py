@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from codescaler.errors import InputError
-from codescaler.pairs import PairOptions, PairRule, build_pairs, normalize_code, shown_text
+from codescaler.pairs import PairRule, PairSettings, build_pairs, normalize_code, shown_text
 from codescaler.records import Candidate, ExtractMode, Language, Problem, Status, Verdict
 
 GOOD = [
@@ -53,7 +53,7 @@ def _labelled(task_id: str, good: list[str], bad: list[str], statuses: list[Stat
 
 def test_codescaler_rule_pairs_every_passing_with_every_failing_program_without_a_cap():
     cands, verdicts = _labelled("add", GOOD[:2], BAD[:3])
-    result = build_pairs([_problem()], cands, verdicts, PairOptions(max_pairs_per_problem=None))
+    result = build_pairs([_problem()], cands, verdicts, PairSettings(max_pairs_per_problem=None))
     got = {(p.chosen_id, p.rejected_id) for p in result.pairs}
     assert got == {(f"add/g{i}", f"add/b{j}") for i in range(2) for j in range(3)}
     pair = result.pairs[0]
@@ -84,9 +84,9 @@ def test_normalisation_ignores_comments_formatting_and_docstrings():
 def test_dedup_keeps_one_of_the_programs_that_differ_only_in_comments():
     variants = [GOOD[0], GOOD[0].replace("return", "# add them\n    return"), "def add(a,b): return a+b\n"]
     cands, verdicts = _labelled("add", variants, BAD[:2])
-    opts = PairOptions(max_pairs_per_problem=None)
+    opts = PairSettings(max_pairs_per_problem=None)
     assert len(build_pairs([_problem()], cands, verdicts, opts).pairs) == 2
-    no_dedup = PairOptions(max_pairs_per_problem=None, dedup=False)
+    no_dedup = PairSettings(max_pairs_per_problem=None, dedup=False)
     assert len(build_pairs([_problem()], cands, verdicts, no_dedup).pairs) == 6
 
 
@@ -94,18 +94,18 @@ def test_a_program_labelled_both_passing_and_failing_is_never_paired_with_itself
     # a flaky program: one run passed, a reformatted copy timed out
     cands, verdicts = _labelled("add", [GOOD[0]], ["def add(a, b):  # flaky\n    return a + b\n"],
                                 [Status.TIMEOUT])
-    result = build_pairs([_problem()], cands, verdicts, PairOptions(dedup=False))
+    result = build_pairs([_problem()], cands, verdicts, PairSettings(dedup=False))
     assert result.pairs == []
     assert "no problem has both" in result.manifest["empty_reason"]
 
 
 def test_cap_uses_every_candidate_as_evenly_as_possible():
     cands, verdicts = _labelled("add", GOOD, BAD)
-    result = build_pairs([_problem()], cands, verdicts, PairOptions(max_pairs_per_problem=6, seed=3))
+    result = build_pairs([_problem()], cands, verdicts, PairSettings(max_pairs_per_problem=6, seed=3))
     assert len(result.pairs) == 6
     assert Counter(p.chosen_id for p in result.pairs) == Counter({f"add/g{i}": 1 for i in range(6)})
     assert Counter(p.rejected_id for p in result.pairs) == Counter({f"add/b{i}": 1 for i in range(6)})
-    result = build_pairs([_problem()], cands, verdicts, PairOptions(max_pairs_per_problem=9, seed=3))
+    result = build_pairs([_problem()], cands, verdicts, PairSettings(max_pairs_per_problem=9, seed=3))
     uses = Counter(p.chosen_id for p in result.pairs) + Counter(p.rejected_id for p in result.pairs)
     assert max(uses.values()) - min(uses.values()) <= 1
 
@@ -114,7 +114,7 @@ def test_selection_is_deterministic_given_the_seed_and_varies_with_it():
     cands, verdicts = _labelled("add", GOOD, BAD)
     picks = {}
     for seed in range(6):
-        runs = [build_pairs([_problem()], cands, verdicts, PairOptions(max_pairs_per_problem=5, seed=seed))
+        runs = [build_pairs([_problem()], cands, verdicts, PairSettings(max_pairs_per_problem=5, seed=seed))
                 for _ in range(2)]
         assert runs[0].pairs == runs[1].pairs
         picks[seed] = tuple((p.chosen_id, p.rejected_id) for p in runs[0].pairs)
@@ -125,11 +125,11 @@ def test_responses_without_code_are_rejected_only_when_invalid_rejections_are_al
     cands, verdicts = _labelled("add", GOOD[:1], [])
     cands.append(Candidate("add", "add/empty", code=None, response="I cannot solve this."))
     verdicts.append(Verdict("add", "add/empty", Status.NO_CODE))
-    opts = PairOptions(include_invalid_rejected=True)
+    opts = PairSettings(include_invalid_rejected=True)
     result = build_pairs([_problem()], cands, verdicts, opts)
     assert [(p.chosen_id, p.rejected_id) for p in result.pairs] == [("add/g0", "add/empty")]
     assert result.pairs[0].rejected == "I cannot solve this."
-    opts = PairOptions(include_invalid_rejected=False)
+    opts = PairSettings(include_invalid_rejected=False)
     assert build_pairs([_problem()], cands, verdicts, opts).pairs == []
 
 
@@ -147,7 +147,7 @@ def test_pass_rate_rule_needs_a_good_enough_chosen_and_a_wide_enough_gap():
     cands = [Candidate("add", f"c{i}", code=c) for i, c in enumerate(codes)]
     verdicts = [Verdict("add", f"c{i}", Status.PASSED if p == t else Status.FAILED, p, t)
                 for i, (p, t) in enumerate(rates)]
-    opts = PairOptions(rule=PairRule.PASS_RATE, max_pairs_per_problem=None)
+    opts = PairSettings(rule=PairRule.PASS_RATE, max_pairs_per_problem=None)
     got = {(p.chosen_id, p.rejected_id): p.margin for p in build_pairs([_problem()], cands, verdicts, opts).pairs}
     assert got == {("c0", "c2"): 0.6, ("c0", "c3"): 0.4, ("c0", "c4"): 1.0, ("c1", "c2"): 0.4, ("c1", "c4"): 0.8}
 
@@ -162,9 +162,9 @@ def test_length_balance_makes_longer_and_shorter_rejections_equally_common():
         c, v = _labelled(task, GOOD[:3], bad)
         cands += c
         verdicts += v
-    plain = build_pairs(problems, cands, verdicts, PairOptions(max_pairs_per_problem=None))
+    plain = build_pairs(problems, cands, verdicts, PairSettings(max_pairs_per_problem=None))
     assert plain.manifest["length_balance"]["before"]["fraction_rejected_longer"] == pytest.approx(48 / 51, abs=1e-4)
-    balanced = build_pairs(problems, cands, verdicts, PairOptions(max_pairs_per_problem=None, length_balance=True))
+    balanced = build_pairs(problems, cands, verdicts, PairSettings(max_pairs_per_problem=None, length_balance=True))
     stats = balanced.manifest["length_balance"]["after"]
     assert stats["rejected_longer"] == stats["rejected_shorter"] == 3
     assert stats["fraction_rejected_longer"] == 0.5
@@ -180,7 +180,7 @@ def test_cross_problem_negatives_take_the_requested_share_and_come_from_other_pr
         c, v = _labelled(f"t{t}", [GOOD[t]], BAD[:3])
         cands += c
         verdicts += v
-    result = build_pairs(problems, cands, verdicts, PairOptions(cross_problem_fraction=0.25, seed=1))
+    result = build_pairs(problems, cands, verdicts, PairSettings(cross_problem_fraction=0.25, seed=1))
     cross = [p for p in result.pairs if not p.rejected_id.startswith(p.task_id + "/")]
     assert len(result.pairs) == 16 and len(cross) == 4
     for p in cross:
@@ -209,7 +209,7 @@ def test_chosen_and_rejected_texts_are_never_identical_on_real_mbpp_solutions(sh
             cands.append(Candidate(task, cid, code=code))
             verdicts.append(Verdict(task, cid, Status.PASSED if row["is_solved"] else Status.FAILED))
     assert len(problems) > 300
-    result = build_pairs(problems.values(), cands, verdicts, PairOptions(max_pairs_per_problem=4, seed=0))
+    result = build_pairs(problems.values(), cands, verdicts, PairSettings(max_pairs_per_problem=4, seed=0))
     assert 50 < len(result.pairs) <= 4 * len(problems)
     for p in result.pairs:
         assert p.chosen != p.rejected
@@ -240,7 +240,7 @@ def test_duplicate_candidates_and_unknown_tasks_are_input_errors():
     with pytest.raises(InputError, match="unknown task_id 'other'"):
         build_pairs([_problem()], [*cands, Candidate("other", "x", code="pass")], verdicts)
     with pytest.raises(InputError, match="min_gap"):
-        build_pairs([_problem()], cands, verdicts, PairOptions(min_gap=0.0))
+        build_pairs([_problem()], cands, verdicts, PairSettings(min_gap=0.0))
 
 
 def test_responses_are_extracted_strictly_so_a_two_block_answer_cannot_be_chosen():
@@ -254,9 +254,9 @@ def test_responses_are_extracted_strictly_so_a_two_block_answer_cannot_be_chosen
     result = build_pairs([_problem()], cands, verdicts)
     assert [(p.chosen_id, p.rejected_id) for p in result.pairs] == [("one", "bad")]
     # lenient mode reads the first block of "two": the same program as "one", so dedup keeps one of them
-    lenient = PairOptions(extract_mode=ExtractMode.LENIENT)
+    lenient = PairSettings(extract_mode=ExtractMode.LENIENT)
     assert {p.chosen_id for p in build_pairs([_problem()], cands, verdicts, lenient).pairs} == {"one"}
-    lenient = PairOptions(extract_mode=ExtractMode.LENIENT, dedup=False)
+    lenient = PairSettings(extract_mode=ExtractMode.LENIENT, dedup=False)
     assert {p.chosen_id for p in build_pairs([_problem()], cands, verdicts, lenient).pairs} == {"one", "two"}
 
 
@@ -311,3 +311,55 @@ def test_cli_rejects_verdicts_of_unknown_candidates_naming_the_file(tmp_path: Pa
     proc = _run_cli("pairs", *inputs, "--output", str(tmp_path / "p.jsonl"))
     assert proc.returncode == 2
     assert "verdicts.jsonl" in proc.stderr and "add/b0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_pairs_a_candidate_too_deeply_nested_to_parse_without_a_traceback(tmp_path: Path):
+    deep = "1" + "+1" * 200_000  # ast.parse raises RecursionError on it (not SyntaxError)
+    cands, verdicts = _labelled("add", GOOD[:1], BAD[:1])
+    cands.append(Candidate("add", "add/deep", code=deep))
+    verdicts.append(Verdict("add", "add/deep", Status.FAILED, 0, 3))
+    inputs = _write_inputs(tmp_path, [_problem()], cands, verdicts)
+    out = tmp_path / "p.jsonl"
+    proc = _run_cli("pairs", *inputs, "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
+    assert {r["rejected_id"] for r in rows} == {"add/b0", "add/deep"}
+
+
+def test_pairs_written_to_a_file_read_back_as_the_same_records_through_the_one_reader(tmp_path: Path):
+    from dataclasses import replace
+
+    from codescaler import data
+    from codescaler.bench.pairwise import read_eval_pairs
+    from codescaler.training import read_pairs as read_training_pairs
+
+    cands, verdicts = _labelled("add", GOOD[:2], BAD[:2])
+    cpp = Problem(task_id="cpp/add", prompt="Write add in C++.", language=Language.CPP)
+    cands.append(Candidate("cpp/add", "c0", code="int add(int a, int b) { return a + b; }"))
+    cands.append(Candidate("cpp/add", "c1", code="int add(int a, int b) { return a - b; }"))
+    verdicts += [Verdict("cpp/add", "c0", Status.PASSED, 1, 1), Verdict("cpp/add", "c1", Status.FAILED, 0, 1)]
+    pairs = build_pairs([_problem(), cpp], cands, verdicts).pairs
+    path = tmp_path / "pairs.jsonl"
+    data.write_pairs(path, pairs)
+    back = data.read_pairs(path)
+    assert [replace(p, line=None) for p in back] == pairs
+    assert back[-1].language is Language.CPP and back[-1].group == "cpp/add"
+    assert {p.group for p in read_eval_pairs(path)} == {"python", "cpp"}
+    examples, _ = read_training_pairs(path)  # the code, extracted per the pair's language
+    assert examples[-1].is_code and examples[-1].chosen_code == "int add(int a, int b) { return a + b; }"
+    with pytest.raises(ValueError, match="extract the code first"):
+        _ = back[0].chosen_code
+
+
+def test_every_pair_reader_refuses_a_pair_of_one_text_naming_the_line(tmp_path: Path):
+    from codescaler.bench.pairwise import read_eval_pairs
+    from codescaler.training import read_pairs as read_training_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    row = {"prompt": "p", "chosen": "```python\nx = 1\n```", "rejected": "```python\nx = 2\n```"}
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "rejected": row["chosen"]}) + "\n", encoding="utf-8")
+    for reader in (read_eval_pairs, read_training_pairs):
+        with pytest.raises(InputError) as err:
+            reader(path)
+        assert (err.value.line, err.value.field) == (2, "rejected")

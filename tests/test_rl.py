@@ -12,10 +12,10 @@ import pytest
 
 from codescaler.errors import InputError
 from codescaler.executor import ExecuteOptions
-from codescaler.models import build_tiny_model
 from codescaler.records import Language, Problem, TestSuite
 from codescaler.rl import RLSettings, TestsReward, load_problem_set, run_rl
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+from codescaler.testing import build_tiny_model
 
 ROW_FIELDS = {"step", "reward_mean", "reward_std", "valid_rate", "pass_rate", "response_length_mean", "wall_s"}
 

@@ -12,10 +12,10 @@ import pytest
 
 from codescaler.cli import main
 from codescaler.extract import extract_code
-from codescaler.models import build_tiny_model
 from codescaler.records import ExtractMode
 from codescaler.rl import PRESETS, RLSettings, policy_dtype, run_rl
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+from codescaler.testing import build_tiny_model
 
 QWEN = Path("/work/main/.cache/codescaler/models/qwen2.5-coder-0.5b-instruct")
 

@@ -9,7 +9,6 @@ import pytest
 from transformers import AutoTokenizer
 
 from codescaler.errors import InputError
-from codescaler.models import build_tiny_model
 from codescaler.records import ExtractMode
 from codescaler.rm_checkpoint import (
     METADATA_FILE,
@@ -23,6 +22,7 @@ from codescaler.rm_checkpoint import (
     write_metadata,
 )
 from codescaler.shaping import Shaping
+from codescaler.testing import build_tiny_model
 
 PROBLEM = (
     "Given a list of integers `nums` and an integer `k`, return the k most frequent elements.\n\n"

@@ -32,7 +32,7 @@ PROBLEMS = [
 
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from codescaler.models import build_tiny_model
+    from codescaler.testing import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("policy"), arch="qwen2", kind="causal")
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from codescaler.errors import InputError
-from codescaler.models import build_tiny_model
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, encode_rm_input, write_metadata
 from codescaler.scorer import Scorer, default_rm_path
 from codescaler.shaping import softplus
+from codescaler.testing import build_tiny_model
 
 PROBLEMS = [
     "Write a function `is_palindrome(s: str) -> bool` that ignores case and non-alphanumerics.\n"

@@ -26,12 +26,12 @@ from codescaler.integrations import verl as verl_adapter
 from codescaler.integrations.client import RemoteScorer
 from codescaler.integrations.openrlhf import split_queries, split_query, strip_end_tokens
 from codescaler.integrations.trl import CodeScalerReward
-from codescaler.models import build_tiny_model
 from codescaler.records import Score
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.scorer import Scorer
 from codescaler.server.app import ServerSettings
 from codescaler.server.batcher import Batcher, Overloaded, ShuttingDown
+from codescaler.testing import build_tiny_model
 
 PROBLEM = ("Write a function `is_palindrome(s: str) -> bool` that ignores case and non-alphanumerics.\n"
            ">>> is_palindrome('A man, a plan, a canal: Panama')\nTrue\n")

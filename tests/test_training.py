@@ -16,10 +16,10 @@ from transformers import EvalPrediction
 
 from codescaler.cli import main
 from codescaler.errors import InputError
-from codescaler.models import build_tiny_model
-from codescaler.records import ExtractMode
+from codescaler.records import ExtractMode, Pair
 from codescaler.scorer import Scorer
-from codescaler.training import PairExample, pairwise_metrics, read_pairs, split_heldout
+from codescaler.testing import build_tiny_model
+from codescaler.training import pairwise_metrics, read_pairs, split_heldout
 
 TASKS = [
     ("running_max", "numbers", "Return the running maximum of `numbers`.\n>>> running_max([1, 3, 2])\n[1, 3, 3]"),
@@ -115,7 +115,7 @@ def test_empty_or_unusable_pair_files_are_input_errors(tmp_path: Path) -> None:
 
 
 def test_heldout_split_keeps_every_problem_on_one_side() -> None:
-    examples = [PairExample("p", "a", "b", 0.0, f"task{k % 7}", k) for k in range(70)]
+    examples = [Pair("p", "a", "b", is_code=True, group=f"task{k % 7}", line=k) for k in range(70)]
     train, held = split_heldout(examples, 0.3, seed=3)
     assert {e.group for e in train}.isdisjoint({e.group for e in held})
     assert len(train) + len(held) == 70 and 1 <= len({e.group for e in held}) <= 3

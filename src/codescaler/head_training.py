@@ -29,6 +29,7 @@ from codescaler.features import FeatureExtractor, FeatureSpec
 from codescaler.heads import Head, HeadSettings, fit_head
 from codescaler.records import ExtractMode
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+from codescaler.training import versions
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | No
         "settings": _settings_dict(settings),
         "head": report,
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-        "versions": _versions(),
+        "versions": versions(),
         "reproduce": settings.command,
     }
     out = save_head_checkpoint(settings.output, head, extractor.spec, manifest, settings.extract_mode)
@@ -258,8 +259,3 @@ def _settings_dict(settings: HeadTrainSettings) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "pairs" else
                 v.value if hasattr(v, "value") else v) for k, v in data.items()}
 
-
-def _versions() -> dict[str, str]:
-    from codescaler.training import _versions as versions
-
-    return versions()

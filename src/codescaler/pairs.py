@@ -2,7 +2,7 @@
 
 Inputs are records: ``Problem``s, ``Candidate``s (a raw ``response`` and/or ready ``code``) and the
 ``Verdict``s that execution gave them. Output: ``Pair``s in TRL's prompt/chosen/rejected form plus a
-JSON-ready manifest. Everything is deterministic given ``PairOptions.seed`` (per-problem random streams
+JSON-ready manifest. Everything is deterministic given ``PairSettings.seed`` (per-problem random streams
 are derived from ``(seed, task_id)``, so one problem's pairs do not depend on the others).
 
 What a pair holds: ``chosen``/``rejected`` are the RESPONSES as the RM will see them: the candidate's raw
@@ -20,7 +20,7 @@ Rules (``PairRule``)
 Verdicts with ``Status.ERROR`` (our harness's fault) label nothing. A chosen response must contain valid
 code under ``extract_mode`` (strict by default: the RM would give it reward 0 otherwise).
 
-Curation (see ``PairOptions``): dedup of programs equal after ``normalize_code``; a per-problem cap
+Curation (see ``PairSettings``): dedup of programs equal after ``normalize_code``; a per-problem cap
 filled by a seeded greedy that uses every candidate as evenly as possible; optional length balancing;
 optional cross-problem negatives. Pairs whose two programs normalise to the same text (a flaky program
 labelled both ways) or whose shown texts are identical are never emitted.
@@ -33,7 +33,6 @@ import heapq
 import logging
 import math
 import random
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -41,6 +40,7 @@ from typing import Any
 
 from codescaler.errors import InputError
 from codescaler.extract import extract_code
+from codescaler.python_source import parse_python
 from codescaler.records import Candidate, ExtractMode, Language, Pair, Problem, Status, Verdict
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class PairRule(StrEnum):
 
 
 @dataclass(frozen=True)
-class PairOptions:
+class PairSettings:
     """How pairs are formed and curated. Defaults follow the paper plus light curation."""
 
     rule: PairRule = PairRule.CODESCALER
@@ -104,9 +104,8 @@ def normalize_code(code: str, strip_docstrings: bool = True) -> str:
     that does not parse (or other languages) falls back to whitespace normalisation: lines stripped,
     blank lines dropped, runs of blanks collapsed.
     """
-    try:
-        tree = parse_quietly(code)
-    except (SyntaxError, ValueError):
+    tree = parse_python(code)
+    if tree is None:  # not Python, or too deep to parse: identity by text is still correct
         return _normalize_whitespace(code)
     if strip_docstrings:
         for node in ast.walk(tree):
@@ -119,14 +118,6 @@ def normalize_code(code: str, strip_docstrings: bool = True) -> str:
         return ast.unparse(tree)
     except (ValueError, RecursionError):  # pathological trees; identity by text is still correct
         return _normalize_whitespace(code)
-
-
-def parse_quietly(code: str) -> ast.Module:
-    """``ast.parse`` without the SyntaxWarnings (invalid escapes ...) that real model code is full of."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntaxWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return ast.parse(code)
 
 
 def _normalize_whitespace(text: str) -> str:
@@ -145,7 +136,7 @@ def build_pairs(
     problems: Iterable[Problem],
     candidates: Iterable[Candidate],
     verdicts: Iterable[Verdict],
-    options: PairOptions | None = None,
+    settings: PairSettings | None = None,
     input_hashes: Mapping[str, str] | None = None,
     paths: Mapping[str, str] | None = None,
 ) -> PairResult:
@@ -154,9 +145,9 @@ def build_pairs(
     ``input_hashes`` (e.g. sha256 of the input files) are copied into the manifest; ``paths`` (keys
     ``problems``, ``candidates``, ``verdicts``) only name files in error messages. Raises ``InputError``
     for empty inputs, duplicate ids, candidates of unknown problems, verdicts of unknown candidates and
-    bad options. No pairs is not an error here: the manifest's ``empty_reason`` says why.
+    bad settings. No pairs is not an error here: the manifest's ``empty_reason`` says why.
     """
-    opts = options or PairOptions()
+    opts = settings or PairSettings()
     opts.validate()
     where = dict(paths or {})
     problem_list = list(problems)
@@ -270,7 +261,7 @@ def _index_verdicts(verdicts: list[Verdict], by_id: Mapping[tuple[str, str], Can
     return out, duplicates
 
 
-def _label(cand: Candidate, verdict: Verdict, problem: Problem, opts: PairOptions) -> _Labelled:
+def _label(cand: Candidate, verdict: Verdict, problem: Problem, opts: PairSettings) -> _Labelled:
     code: str | None = None
     if cand.code is not None:
         code = cand.code
@@ -307,7 +298,7 @@ def _dedup(items: list[_Labelled], on: bool) -> list[_Labelled]:
     return out
 
 
-def _eligible(labelled: list[_Labelled], opts: PairOptions
+def _eligible(labelled: list[_Labelled], opts: PairSettings
               ) -> tuple[list[_Labelled], list[_Labelled], list[tuple[_Labelled, _Labelled, float]]]:
     """Positives, negatives and every eligible (chosen, rejected, margin) of one problem."""
     def may_reject(x: _Labelled) -> bool:
@@ -333,7 +324,7 @@ def _direction(c: _Labelled, r: _Labelled) -> int:
     return (r.length > c.length) - (r.length < c.length)
 
 
-def _select(eligible: list[tuple[_Labelled, _Labelled, float]], opts: PairOptions,
+def _select(eligible: list[tuple[_Labelled, _Labelled, float]], opts: PairSettings,
             rng: random.Random) -> list[tuple[_Labelled, _Labelled, float]]:
     """Up to the cap, greedily: least-used candidates first, then (with length balance) the length
     direction that is behind within the problem, then a seeded shuffle order."""
@@ -413,7 +404,7 @@ def _trim_to_length_balance(pairs: list[Pair], grouped: Mapping[str, list[_Label
 
 
 def _cross_problem_pairs(pairs: list[Pair], pools: Mapping[str, list[_Labelled]],
-                         by_task: Mapping[str, Problem], opts: PairOptions) -> list[Pair]:
+                         by_task: Mapping[str, Problem], opts: PairSettings) -> list[Pair]:
     """Pairs whose rejected is a passing program of ANOTHER problem, so that cross pairs make up
     ``cross_problem_fraction`` of all pairs. Chosen problems and programs are visited round-robin in a
     seeded order; the rejected problem is drawn at random among the others."""
@@ -440,13 +431,15 @@ def _cross_problem_pairs(pairs: list[Pair], pools: Mapping[str, list[_Labelled]]
             continue
         out.append(Pair(task_id=task, prompt=by_task[task].prompt, chosen=chosen.shown,
                         rejected=rejected.shown, chosen_id=chosen.candidate.candidate_id,
-                        rejected_id=rejected.candidate.candidate_id, margin=1.0))
+                        rejected_id=rejected.candidate.candidate_id, margin=1.0,
+                        language=by_task[task].language, group=task))
     return out
 
 
 def _make_pair(problem: Problem, c: _Labelled, r: _Labelled, margin: float) -> Pair:
     return Pair(task_id=problem.task_id, prompt=problem.prompt, chosen=c.shown, rejected=r.shown,
-                chosen_id=c.candidate.candidate_id, rejected_id=r.candidate.candidate_id, margin=margin)
+                chosen_id=c.candidate.candidate_id, rejected_id=r.candidate.candidate_id, margin=margin,
+                language=problem.language, group=problem.task_id)
 
 
 def _order_by_problem(pairs: list[Pair], task_order: list[str]) -> list[Pair]:
@@ -455,7 +448,7 @@ def _order_by_problem(pairs: list[Pair], task_order: list[str]) -> list[Pair]:
 
 
 def _empty_reason(per_problem: Mapping[str, Mapping[str, int]], counts: Mapping[str, int],
-                  opts: PairOptions) -> str:
+                  opts: PairSettings) -> str:
     only_pos = sum(1 for s in per_problem.values() if s["positives"] and not s["negatives"])
     only_neg = sum(1 for s in per_problem.values() if s["negatives"] and not s["positives"])
     none = sum(1 for s in per_problem.values() if not s["labelled"])

@@ -143,12 +143,17 @@ class Problem:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One candidate solution: a raw model ``response`` to extract from, or a ready ``code``."""
+    """One candidate solution: a raw model ``response`` to extract from, or a ready ``code``.
+
+    ``mutation``: for a synthetic mutant of a reference (``codescaler mutate``), the operator that made
+    it (a ``mutate.MutationKind`` value); None for every other candidate.
+    """
 
     task_id: str
     candidate_id: str
     response: str | None = None
     code: str | None = None
+    mutation: str | None = None
 
 
 # The smallest --memory-mb (address space) at which Python starts and runs a trivial program in the
@@ -184,15 +189,44 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Pair:
-    """A preference pair in TRL's prompt/chosen/rejected form plus provenance."""
+    """One preference comparison: ``chosen`` should score above ``rejected`` for ``prompt``.
 
-    task_id: str
+    The one pair record of codescaler: ``pairs.build_pairs`` makes them, training and the pairwise
+    benchmarks read them (``data.read_pairs``, one validator). ``chosen``/``rejected`` are RESPONSES (the
+    RM sees only the code extracted from them) unless ``is_code``: then they are programs already
+    (training holds the extracted code; HumanEvalPack pairs are code). ``margin`` is the pass-rate gap
+    (0 when unknown). ``group`` is what held-out splits and reports count by (the problem for training,
+    the language or subset for benchmarks); ``line`` is the row of the file it was read from, for
+    messages (None when built in memory).
+    """
+
     prompt: str
     chosen: str
     rejected: str
-    chosen_id: str
-    rejected_id: str
+    task_id: str = ""
+    chosen_id: str = ""
+    rejected_id: str = ""
     margin: float = 0.0
+    language: Language = Language.PYTHON
+    is_code: bool = False
+    group: str = ""
+    line: int | None = None
+
+    @property
+    def chosen_code(self) -> str:
+        """``chosen`` as a program; ``ValueError`` unless ``is_code`` (a response must be extracted first)."""
+        return self._code(self.chosen)
+
+    @property
+    def rejected_code(self) -> str:
+        """``rejected`` as a program; ``ValueError`` unless ``is_code``."""
+        return self._code(self.rejected)
+
+    def _code(self, text: str) -> str:
+        if not self.is_code:
+            raise ValueError("this pair holds responses, not code: extract the code first "
+                             "(training.read_pairs returns pairs of extracted code)")
+        return text
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from codescaler.data import file_sha256, read_pair_rows
+from codescaler.data import file_sha256
 from codescaler.errors import InputError
-from codescaler.records import ExtractMode, Language
+from codescaler.records import ExtractMode, Pair
 from codescaler.rm_checkpoint import (
     METADATA_FILE,
     InputFormat,
@@ -78,17 +78,24 @@ class TrainSettings:
     stats_pairs: int = 256                     # training pairs scored for score_mean/std (0: skip)
     command: str = ""                          # the command line, recorded in the manifest
 
-
-@dataclass(frozen=True)
-class PairExample:
-    """One usable pair: extracted codes, with the source line for error messages."""
-
-    prompt: str
-    chosen_code: str
-    rejected_code: str
-    margin: float
-    group: str
-    line: int
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the setting (as its CLI flag) and what is accepted."""
+        checks = [
+            ("--eval-fraction", 0.0 <= self.eval_fraction < 1.0, self.eval_fraction, "a number in [0, 1)"),
+            ("--max-length", self.max_length is None or self.max_length > 0, self.max_length, "a positive integer"),
+            ("--margin-scale", self.margin_scale >= 0.0, self.margin_scale, "a number >= 0"),
+            ("--lora-r", self.lora_r > 0, self.lora_r, "a positive integer"),
+            ("--lora-layers", self.lora_layers >= 0, self.lora_layers, "an integer >= 0"),
+            ("--eval-max-pairs", self.eval_max_pairs >= 0, self.eval_max_pairs, "an integer >= 0"),
+            ("--stats-pairs", self.stats_pairs >= 0, self.stats_pairs, "an integer >= 0"),
+        ]
+        for flag, ok, value, accepted in checks:
+            if not ok:
+                raise InputError(f"{flag} must be {accepted}, got {value!r}", field=flag)
+        if self.lora_layers and not self.lora:
+            raise InputError("--lora-layers needs --lora", field="--lora-layers")
+        if self.merge and not self.lora:
+            raise InputError("--merge needs --lora", field="--merge")
 
 
 @dataclass
@@ -113,21 +120,19 @@ class TrainResult:
 # Data
 
 
-
-def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tuple[list[PairExample], PairCounts]:
-    """Read, validate and extract one pairs JSONL. Raises ``InputError`` (file:line, field) on bad rows."""
+def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tuple[list[Pair], PairCounts]:
+    """Read and validate one pairs JSONL (``data.read_pairs``: ``InputError`` naming file:line and field
+    on bad rows), then extract the code: the pairs returned hold programs (``is_code``), grouped by
+    problem (``task_id``, else the prompt), with their line; dropped rows are counted."""
+    from codescaler.data import read_pairs as read_pair_file
     from codescaler.extract import extract_code
 
     counts = PairCounts()
-    examples: list[PairExample] = []
-    for number, row in read_pair_rows(path):
+    examples: list[Pair] = []
+    for pair in read_pair_file(path):
         counts.rows += 1
-        try:
-            language = Language.parse(row.get("language"))
-        except ValueError as err:
-            raise InputError(str(err), path=str(path), line=number, field="language") from None
-        chosen = extract_code(row["chosen"], language=language, mode=extract_mode)
-        rejected = extract_code(row["rejected"], language=language, mode=extract_mode)
+        chosen = extract_code(pair.chosen, language=pair.language, mode=extract_mode)
+        rejected = extract_code(pair.rejected, language=pair.language, mode=extract_mode)
         if not chosen.valid or chosen.code is None:
             counts.dropped_chosen_no_code += 1
             continue
@@ -137,13 +142,8 @@ def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tu
         if chosen.code.strip() == rejected.code.strip():
             counts.dropped_identical_code += 1
             continue
-        group = str(row.get("task_id") or row["prompt"])
-        examples.append(PairExample(row["prompt"], chosen.code, rejected.code, float(row.get("margin", 0.0)),
-                                    group, number))
+        examples.append(replace(pair, chosen=chosen.code, rejected=rejected.code, is_code=True))
     counts.kept = len(examples)
-    if counts.rows == 0:
-        raise InputError("no pairs in the file", path=str(path),
-                         fix="write one JSON object per line with prompt, chosen and rejected")
     if not examples:
         raise InputError(
             f"none of the {counts.rows} pairs is usable: {counts.dropped_chosen_no_code} chosen without valid "
@@ -158,8 +158,8 @@ def read_pairs(path: Path, extract_mode: ExtractMode = ExtractMode.STRICT) -> tu
     return examples, counts
 
 
-def split_heldout(examples: list[PairExample], fraction: float, seed: int
-                  ) -> tuple[list[PairExample], list[PairExample]]:
+def split_heldout(examples: list[Pair], fraction: float, seed: int
+                  ) -> tuple[list[Pair], list[Pair]]:
     """Hold out ``fraction`` of the problems (groups), seeded; every group lands on one side only.
 
     With fewer than two groups nothing can be held out and everything is training data.
@@ -175,14 +175,14 @@ def split_heldout(examples: list[PairExample], fraction: float, seed: int
     return [ex for ex in examples if ex.group not in held], [ex for ex in examples if ex.group in held]
 
 
-def encode_pairs(examples: list[PairExample], tokenizer: Any, meta: RMMetadata, margin_scale: float) -> Any:
+def encode_pairs(examples: list[Pair], tokenizer: Any, meta: RMMetadata, margin_scale: float) -> Any:
     """A ``datasets.Dataset`` with ``chosen_ids``/``rejected_ids`` (and ``margin`` when scaled) for TRL."""
     from datasets import Dataset
 
     columns: dict[str, list[Any]] = {"chosen_ids": [], "rejected_ids": []}
     for ex in examples:
-        columns["chosen_ids"].append(encode_rm_input(tokenizer, ex.prompt, ex.chosen_code, meta))
-        columns["rejected_ids"].append(encode_rm_input(tokenizer, ex.prompt, ex.rejected_code, meta))
+        columns["chosen_ids"].append(encode_rm_input(tokenizer, ex.prompt, ex.chosen, meta))
+        columns["rejected_ids"].append(encode_rm_input(tokenizer, ex.prompt, ex.rejected, meta))
     if margin_scale > 0:
         columns["margin"] = [margin_scale * ex.margin for ex in examples]
     return Dataset.from_dict(columns)
@@ -371,12 +371,14 @@ def _lora_config(settings: TrainSettings, model: Any) -> Any:
 def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
     """Train and save an RM. ``config`` is a ``trl.RewardConfig`` (its ``output_dir`` is replaced).
 
-    Raises ``InputError`` for bad pairs files, backbones or flags (``resume`` without a checkpoint).
+    Raises ``InputError`` for bad settings (``TrainSettings.validate``), pairs files, backbones or flags
+    (``resume`` without a checkpoint).
     """
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
     from trl import RewardTrainer
 
+    settings.validate()
     started = time.monotonic()
     output = Path(settings.output)
     config.output_dir = str(output)
@@ -435,7 +437,7 @@ def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
                   "seconds": round(time.monotonic() - started, 1), "world_size": config.world_size,
                   "resumed_from": resume_from, "init_from": warm_start},
         "score_statistics": stats,
-        "versions": _versions(),
+        "versions": versions(),
         "reproduce": settings.command,
     }
     meta = replace(meta, score_mean=stats.get("mean"), score_std=stats.get("std"), manifest=manifest)
@@ -464,7 +466,7 @@ def _save_model(trainer: Any, output: Path, settings: TrainSettings) -> None:
         trainer.processing_class.save_pretrained(output)
 
 
-def _score_statistics(output: Path, examples: list[PairExample], limit: int, seed: int) -> dict[str, Any]:
+def _score_statistics(output: Path, examples: list[Pair], limit: int, seed: int) -> dict[str, Any]:
     """Score a sample of training pairs with the SAVED checkpoint (the Scorer's exact path)."""
     if limit <= 0 or not examples:
         return {}
@@ -475,8 +477,8 @@ def _score_statistics(output: Path, examples: list[PairExample], limit: int, see
     sample = examples if len(examples) <= limit else random.Random(seed).sample(examples, limit)
     scorer = Scorer.load(str(output), dtype="float32")
     prompts = [ex.prompt for ex in sample]
-    chosen = scorer.score_codes(prompts, [ex.chosen_code for ex in sample])
-    rejected = scorer.score_codes(prompts, [ex.rejected_code for ex in sample])
+    chosen = scorer.score_codes(prompts, [ex.chosen for ex in sample])
+    rejected = scorer.score_codes(prompts, [ex.rejected for ex in sample])
     both = chosen + rejected
     wins = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected, strict=True))
     return {"mean": statistics.fmean(both), "std": statistics.pstdev(both), "pairs": len(sample),
@@ -495,7 +497,7 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v.value if hasattr(v, "value") else v) for k, v in data.items()}
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}

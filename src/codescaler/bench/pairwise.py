@@ -34,7 +34,7 @@ from typing import Any
 
 from codescaler.errors import InputError
 from codescaler.extract import item_program
-from codescaler.records import ExtractMode, Language, Score, ScoreItem
+from codescaler.records import ExtractMode, Language, Pair, Score, ScoreItem
 from codescaler.scoring import ScoreFn, score_items
 
 logger = logging.getLogger(__name__)
@@ -45,18 +45,6 @@ _HEP_TO_LANGUAGE = {"python": Language.PYTHON, "js": Language.JAVASCRIPT, "java"
                     "go": Language.GO, "cpp": Language.CPP, "rust": Language.RUST}
 _FENCE = {Language.PYTHON: "python", Language.JAVASCRIPT: "javascript", Language.JAVA: "java",
           Language.GO: "go", Language.CPP: "cpp", Language.RUST: "rust", Language.TYPESCRIPT: "typescript"}
-
-
-@dataclass(frozen=True)
-class EvalPair:
-    """One comparison. ``is_code``: chosen/rejected are programs already (no extraction)."""
-
-    prompt: str
-    chosen: str
-    rejected: str
-    language: Language = Language.PYTHON
-    group: str = "all"
-    is_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,7 +75,7 @@ def _items(rows: Sequence[tuple[str, str, Language, bool]], input_mode: str) -> 
             for prompt, text, language, is_code in rows]
 
 
-def _texts(rows: Sequence[tuple[str, str, Language, bool]], input_mode: str, extract_mode: ExtractMode
+def program_texts(rows: Sequence[tuple[str, str, Language, bool]], input_mode: str, extract_mode: ExtractMode
            ) -> list[str | None]:
     """What the RM sees for each (prompt, text, language, is_code): code, the response, or None."""
     return [item_program(item, extract_mode) for item in _items(rows, input_mode)]
@@ -116,14 +104,15 @@ def _summary(credits: Iterable[tuple[str, float]]) -> dict[str, Any]:
     }
 
 
-def evaluate_pairs(pairs: Sequence[EvalPair], score_fn: ScoreFn, *, input_mode: str = "code",
+def evaluate_pairs(pairs: Sequence[Pair], score_fn: ScoreFn, *, input_mode: str = "code",
                    extract_mode: ExtractMode = ExtractMode.STRICT) -> dict[str, Any]:
-    """Pairwise accuracy (ties half) over ``pairs``, overall and per group, plus validity counts."""
+    """Pairwise accuracy (ties half) over ``pairs``, overall and per ``group`` ("all" when unset), plus
+    validity counts. Pairs with ``is_code`` are scored as they are; others by ``input_mode``."""
     rows = [(p.prompt, p.chosen, p.language, p.is_code) for p in pairs]
     rows += [(p.prompt, p.rejected, p.language, p.is_code) for p in pairs]
     scores = score_rows(score_fn, rows, input_mode, extract_mode)
     chosen, rejected = scores[: len(pairs)], scores[len(pairs):]
-    result = _summary((p.group, pair_credit(c.raw_score, r.raw_score))
+    result = _summary((p.group or "all", pair_credit(c.raw_score, r.raw_score))
                       for p, c, r in zip(pairs, chosen, rejected, strict=True))
     result["chosen_invalid"] = sum(1 for c in chosen if not c.valid)
     result["rejected_invalid"] = sum(1 for r in rejected if not r.valid)
@@ -170,29 +159,20 @@ def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     return read_jsonl(path, fix="pass a UTF-8 JSONL file with one JSON object per line (or check --data-dir)")
 
 
-def read_eval_pairs(path: Path) -> list[EvalPair]:
-    """Pairs JSONL: ``prompt``, ``chosen``, ``rejected`` (raw responses), optional ``language``."""
-    pairs = []
-    for number, row in _jsonl_rows(path):
-        for name in ("prompt", "chosen", "rejected"):
-            if not isinstance(row.get(name), str):
-                raise InputError("missing or not a string", path=str(path), line=number, field=name,
-                                 fix="each line needs prompt, chosen and rejected strings")
-        try:
-            language = Language.parse(row.get("language"))
-        except ValueError as err:
-            raise InputError(str(err), path=str(path), line=number, field="language") from None
-        pairs.append(EvalPair(row["prompt"], row["chosen"], row["rejected"], language, language.value))
-    if not pairs:
-        raise InputError("no pairs in the file", path=str(path))
-    return pairs
+def read_eval_pairs(path: Path) -> list[Pair]:
+    """A pairs JSONL (``data.read_pairs``: raw responses, optional ``language``), grouped by language."""
+    from dataclasses import replace
+
+    from codescaler.data import read_pairs
+
+    return [replace(p, group=p.language.value) for p in read_pairs(path)]
 
 
 def hep_path(data_dir: Path, language: str) -> Path:
     return Path(data_dir) / "octopack/evaluation/create/humaneval-x/data" / language / "data/humanevalpack.jsonl"
 
 
-def load_hep(data_dir: Path, languages: Sequence[str] = ("python",)) -> list[EvalPair]:
+def load_hep(data_dir: Path, languages: Sequence[str] = ("python",)) -> list[Pair]:
     """HumanEvalPack canonical vs buggy per language (RewardBench hep-*). EVAL ONLY: never train on it."""
     pairs = []
     for name in languages:
@@ -204,9 +184,9 @@ def load_hep(data_dir: Path, languages: Sequence[str] = ("python",)) -> list[Eva
             for field in ("instruction", "declaration", "canonical_solution", "buggy_solution"):
                 if not isinstance(row.get(field), str):
                     raise InputError("missing", path=str(path), line=number, field=field)
-            pairs.append(EvalPair(row["instruction"], row["declaration"] + row["canonical_solution"],
-                                  row["declaration"] + row["buggy_solution"], _HEP_TO_LANGUAGE[name],
-                                  f"hep-{name}", is_code=True))
+            pairs.append(Pair(row["instruction"], row["declaration"] + row["canonical_solution"],
+                              row["declaration"] + row["buggy_solution"], task_id=str(row.get("task_id", "")),
+                              language=_HEP_TO_LANGUAGE[name], is_code=True, group=f"hep-{name}", line=number))
     return pairs
 
 

@@ -32,6 +32,7 @@ VERB_MODULES: tuple[str, ...] = (
     "bon_cmd",
     "rl_cmd",
     "serve_cmd",
+    "models_cmd",
 )
 
 

@@ -23,8 +23,8 @@ def register(subparsers: Any) -> None:
         "mutate",
         help="make near-miss candidates by mutating reference solutions",
         description="For each problem with a reference: the reference ({task_id}/reference) and up to N "
-        "single-site AST mutants ({task_id}/mut-{k}-{kind}) as candidate JSONL with a code field, plus "
-        "OUTPUT.manifest.json. --execute also labels them by running the tests (docs/pairs.md).",
+        "single-site AST mutants ({task_id}/mut-{k}-{kind}) as candidate JSONL with code and mutation (the "
+        "kind) fields, plus OUTPUT.manifest.json. --execute also labels them by running the tests (docs/pairs.md).",
     )
     p.add_argument("--problems", required=True, type=Path, help="problems JSONL (rows with a reference)")
     p.add_argument("--output", required=True, type=Path, help="candidates JSONL to write")
@@ -51,22 +51,16 @@ def _kind_names() -> str:
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
     from codescaler.data import file_sha256
-    from codescaler.mutate import MutationKind, canonical_code, mutant_ids, mutate_program
-    from codescaler.records import Candidate
+    from codescaler.mutate import MutateSettings, mutate_problems
 
-    if args.per_problem < 1:
-        raise InputError(f"--per-problem must be >= 1, got {args.per_problem}", fix="pass e.g. --per-problem 8")
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
+    settings = MutateSettings(per_problem=args.per_problem, kinds=kinds, include_reference=not args.no_reference,
+                              limit=args.limit, seed=args.seed)
+    settings.validate()
     if args.timeout is not None and args.timeout <= 0:
         raise InputError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.execute != (args.verdicts is not None):
         raise InputError("--execute and --verdicts go together", fix="pass both, or neither")
-    kinds = None
-    if args.kinds:
-        try:
-            kinds = [MutationKind(k.strip()) for k in args.kinds.split(",") if k.strip()]
-        except ValueError as err:
-            raise InputError(f"unknown mutation kind in --kinds {args.kinds!r}", field="--kinds",
-                             fix=f"use some of: {_kind_names()}") from err
     if not args.problems.is_file():
         raise InputError("--problems file not found", path=str(args.problems), fix="check the path")
     for out in [args.output, args.verdicts]:
@@ -74,49 +68,26 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("output folder does not exist", path=str(out.parent), fix="create it first")
 
     problems = data.read_problems(args.problems, require_tests=args.execute)
-    with_ref = [p for p in problems if p.reference and p.reference.strip()]
-    if not with_ref:
-        raise InputError(f"none of the {len(problems)} problems has a reference solution", path=str(args.problems),
-                         field="reference", fix="use a dataset with reference programs, e.g. LeetCodeDataset train")
-    if args.limit is not None:
-        with_ref = with_ref[: args.limit]
-
-    candidates: list[Candidate] = []
-    descriptions: dict[str, str] = {}
-    kind_counts: Counter[str] = Counter()
-    unparsable: list[str] = []
-    for problem in with_ref:
-        reference = problem.reference or ""
-        try:
-            mutants = mutate_program(reference, seed=f"{args.seed}:{problem.task_id}", max_mutants=args.per_problem, kinds=kinds)
-        except ValueError as err:
-            unparsable.append(problem.task_id)
-            logger.warning("%s: reference skipped: %s", problem.task_id, err)
-            continue
-        if not args.no_reference:
-            # printed like the mutants, so formatting cannot tell the reference from its mutants
-            candidates.append(Candidate(problem.task_id, f"{problem.task_id}/reference",
-                                        code=canonical_code(reference)))
-        for cid, mutant in zip(mutant_ids(problem.task_id, mutants), mutants, strict=True):
-            candidates.append(Candidate(problem.task_id, cid, code=mutant.code))
-            descriptions[cid] = mutant.description
-            kind_counts[mutant.kind.value] += 1
+    made = mutate_problems(problems, settings, path=str(args.problems))
+    candidates, descriptions = made.candidates, made.descriptions
+    kind_counts = Counter(c.mutation for c in candidates if c.mutation is not None)
     data.write_candidates(args.output, candidates)
     manifest: dict[str, Any] = {
         "command": "codescaler mutate",
         "seed": args.seed,
         "per_problem": args.per_problem,
-        "kinds": [k.value for k in kinds] if kinds else "all",
+        "kinds": list(kinds) if kinds else "all",
         "input_hashes": {"problems": "sha256:" + file_sha256(args.problems)},
-        "totals": {"problems": len(problems), "with_reference": len(with_ref), "unparsable_references": unparsable,
+        "totals": {"problems": len(problems), "with_reference": made.with_reference,
+                   "unparsable_references": made.unparsable,
                    "candidates": len(candidates), "mutants": len(descriptions), "mutants_by_kind": dict(kind_counts)},
         "mutants": descriptions,
     }
     if args.execute:
-        manifest["execution"] = _execute(with_ref, candidates, args.verdicts, args.workers, args.timeout)
+        manifest["execution"] = _execute(problems, candidates, args.verdicts, args.workers, args.timeout)
     data.atomic_write_json(args.output.with_name(args.output.name + ".manifest.json"), manifest)
     logger.info("wrote %d candidates (%d mutants) for %d problems to %s", len(candidates), len(descriptions),
-                len(with_ref), args.output)
+                made.with_reference, args.output)
     return 0
 
 
@@ -127,6 +98,7 @@ def _execute(problems: list[Any], candidates: list[Any], verdicts_path: Path, wo
 
     from codescaler import data
     from codescaler.executor import ExecuteOptions, execute
+    from codescaler.mutate import kill_summary
     from codescaler.records import Limits
 
     by_task = {p.task_id: p for p in problems}
@@ -142,36 +114,8 @@ def _execute(problems: list[Any], candidates: list[Any], verdicts_path: Path, wo
             store.append(data.verdict_to_json(verdict))
             verdicts.append(verdict)
             bar.update(1)
-    summary = kill_summary(verdicts)
+    summary = kill_summary(verdicts, candidates)
     logger.info("references passing: %d/%d; mutants killed: %d/%d (%.1f%%) on problems whose reference passes",
                 summary["references_passed"], summary["references"], summary["mutants_killed"],
                 summary["mutants_counted"], 100 * (summary["kill_rate"] or 0.0))
     return summary
-
-
-def kill_summary(verdicts: list[Any]) -> dict[str, Any]:
-    """Kill rate of mutants (any status but passed), counted only on problems whose reference passes
-    (a failing reference means broken tests or harness, which would inflate the rate)."""
-    from codescaler.records import Status
-
-    ref_ok = {v.task_id for v in verdicts if v.candidate_id.endswith("/reference") and v.status is Status.PASSED}
-    refs = sum(1 for v in verdicts if v.candidate_id.endswith("/reference"))
-    by_kind: dict[str, list[int]] = {}
-    statuses: Counter[str] = Counter()
-    for v in verdicts:
-        if v.candidate_id.endswith("/reference") or (refs and v.task_id not in ref_ok):
-            continue
-        kind = v.candidate_id.rsplit("/mut-", 1)[-1].split("-", 1)[-1]
-        entry = by_kind.setdefault(kind, [0, 0])
-        entry[0] += int(v.status is not Status.PASSED)
-        entry[1] += 1
-        statuses[v.status.value] += 1
-    killed: int = sum(k for k, _ in by_kind.values())
-    counted = sum(n for _, n in by_kind.values())
-    return {
-        "references": refs, "references_passed": len(ref_ok),
-        "mutants_counted": counted, "mutants_killed": killed,
-        "kill_rate": round(killed / counted, 4) if counted else None,
-        "kill_rate_by_kind": {k: {"killed": a, "total": n, "rate": round(a / n, 4)} for k, (a, n) in sorted(by_kind.items())},
-        "mutant_statuses": dict(statuses),
-    }

@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
         "pairs",
         help="form preference pairs from executed candidates",
         description="Pair passing with failing candidates of the same problem (docs/pairs.md). Writes "
-        "JSONL rows task_id, prompt, chosen, rejected, chosen_id, rejected_id, margin and "
+        "JSONL rows task_id, prompt, chosen, rejected, chosen_id, rejected_id, margin, language and "
         "OUTPUT.manifest.json (rule, options, input hashes, counts).",
     )
     p.add_argument("--problems", required=True, type=Path, help="problems JSONL")
@@ -57,7 +57,7 @@ def _cap(text: str) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
-    from codescaler.pairs import PairOptions, PairRule, build_pairs
+    from codescaler.pairs import PairRule, PairSettings, build_pairs
     from codescaler.records import ExtractMode
 
     for flag in ("problems", "candidates", "verdicts"):
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.parent.is_dir():
         raise InputError("output folder does not exist", path=str(args.output.parent),
                          fix="create it or choose another --output")
-    options = PairOptions(
+    settings = PairSettings(
         rule=PairRule(args.rule), min_pass_rate=args.min_pass_rate, min_gap=args.min_gap,
         include_invalid_rejected=not args.exclude_invalid_rejected, dedup=not args.no_dedup,
         strip_docstrings=not args.keep_docstrings, max_pairs_per_problem=args.max_pairs_per_problem,
@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
     verdicts = list(data.index_verdicts(args.verdicts).values())  # conflicting duplicates are refused
     paths = {"problems": str(args.problems), "candidates": str(args.candidates), "verdicts": str(args.verdicts)}
     hashes = {name: "sha256:" + file_sha256(Path(p)) for name, p in paths.items()}
-    result = build_pairs(problems, candidates, verdicts, options, input_hashes=hashes, paths=paths)
+    result = build_pairs(problems, candidates, verdicts, settings, input_hashes=hashes, paths=paths)
     if not result.pairs:
         raise InputError(f"no pairs formed: {result.manifest['empty_reason']}", path=paths["verdicts"],
                          fix="execute more candidates per problem, or relax --rule/--min-gap")
-    data.write_jsonl(args.output, result.pairs)
+    data.write_pairs(args.output, result.pairs)
     manifest_path = args.output.with_name(args.output.name + ".manifest.json")
     manifest = {"command": "codescaler pairs", "output": str(args.output), **result.manifest}
     try:

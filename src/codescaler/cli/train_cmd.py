@@ -141,16 +141,19 @@ def run(args: argparse.Namespace) -> int:
     from codescaler.training import TrainSettings, read_pairs, train_reward_model
 
     for value, flag in ((args.batch_size, "--batch-size"), (args.grad_accum, "--grad-accum"),
-                        (args.epochs, "--epochs"), (args.lora_r, "--lora-r")):
+                        (args.epochs, "--epochs")):
         _positive(value, flag)
-    if args.max_length is not None:
-        _positive(args.max_length, "--max-length")
-    if args.lora_layers < 0 or args.eval_max_pairs < 0:
-        raise InputError("--lora-layers and --eval-max-pairs must be >= 0", field="--lora-layers")
-    if args.lora_layers and not args.lora:
-        raise InputError("--lora-layers needs --lora", field="--lora-layers")
-    if args.merge and not args.lora:
-        raise InputError("--merge needs --lora", field="--merge")
+    settings = TrainSettings(
+        pairs=args.pairs, output=args.output, model=args.model, eval_pairs=args.eval_pairs,
+        eval_fraction=args.eval_fraction, extract_mode=ExtractMode(args.extract_mode),
+        input_format=InputFormat(args.input_format) if args.input_format else None,
+        max_length=args.max_length, margin_scale=args.margin_scale, lora=args.lora, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_layers=args.lora_layers,
+        eval_max_pairs=args.eval_max_pairs, merge=args.merge, resume=args.resume, init_from=args.init_from,
+        stats_pairs=args.stats_pairs,
+        command=reproduce_command(args),
+    )
+    settings.validate()
     existing = args.output.is_dir() and (
         (args.output / "codescaler.json").exists() or any(args.output.glob("checkpoint-*")))
     if existing and not args.resume:
@@ -177,16 +180,6 @@ def run(args: argparse.Namespace) -> int:
     every = args.eval_steps or max(1, total // 4)
     config.eval_steps = config.save_steps = every
     config.logging_steps = max(1, min(10, every))
-    settings = TrainSettings(
-        pairs=args.pairs, output=args.output, model=args.model, eval_pairs=args.eval_pairs,
-        eval_fraction=args.eval_fraction, extract_mode=ExtractMode(args.extract_mode),
-        input_format=InputFormat(args.input_format) if args.input_format else None,
-        max_length=args.max_length, margin_scale=args.margin_scale, lora=args.lora, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_layers=args.lora_layers,
-        eval_max_pairs=args.eval_max_pairs, merge=args.merge, resume=args.resume, init_from=args.init_from,
-        stats_pairs=args.stats_pairs,
-        command=reproduce_command(args),
-    )
     result = train_reward_model(settings, config)
     if result.metadata is not None:
         acc = result.heldout.get("eval_pairwise_accuracy")

@@ -2,8 +2,9 @@
 
 Artifact files (atomic writes, JSONL reading with ``path:line`` errors, the resumable ``AppendStore``)
 live in :mod:`.artifacts`; row <-> record codecs in :mod:`.rows`; the typed JSONL readers and writers
-(problems, candidates, verdicts, pairs, score items; ``docs/formats.md``) in :mod:`.jsonl`; the public
-datasets' converters in :mod:`.sources`; the data-folder lookup in :mod:`.locate`; the Hugging Face hub
+(problems, candidates, verdicts, score items; ``docs/formats.md``) in :mod:`.jsonl`, pairs in
+:mod:`.pair_file`; the public datasets' converters in :mod:`.sources`; the data-folder lookup in
+:mod:`.locate`; the Hugging Face hub
 path in :mod:`.hub`; verl's parquet in :mod:`.parquet`. Everything public is re-exported here: ``from codescaler import data``.
 """
 
@@ -29,7 +30,6 @@ from codescaler.data.jsonl import (
     iter_candidates,
     read_candidates,
     read_extract_rows,
-    read_pair_rows,
     read_problems,
     read_score_items,
     read_verdicts,
@@ -38,6 +38,7 @@ from codescaler.data.jsonl import (
     write_problems,
     write_verdicts,
 )
+from codescaler.data.pair_file import pair_from_json, pair_to_json, read_pairs, write_pairs
 from codescaler.data.rows import (
     candidate_from_json,
     candidate_to_json,
@@ -52,9 +53,9 @@ __all__ = [
     "AppendStore", "append_jsonl", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_jsonl",
     "atomic_write_text", "candidate_from_json", "candidate_to_json", "file_mode", "file_sha256", "index_verdicts",
     "iter_candidates", "parse_json_line", "problem_from_json", "problem_to_json", "read_candidates",
-    "read_extract_rows", "read_jsonl", "read_pair_rows", "read_problems", "read_score_items", "read_text_input",
+    "read_extract_rows", "read_jsonl", "read_problems", "read_score_items", "read_text_input",
     "read_verdicts", "task_candidate_key", "to_json", "verdict_from_json", "verdict_to_json", "write_candidates",
-    "write_jsonl", "write_problems", "write_verdicts",
+    "write_jsonl", "write_problems", "write_verdicts", "pair_from_json", "pair_to_json", "read_pairs", "write_pairs",
 ]
 
 # Names below import lazily-light modules only (no dataset is read at import time).

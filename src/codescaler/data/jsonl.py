@@ -28,7 +28,6 @@ from codescaler.data.rows import (  # noqa: F401  (re-exported)
     candidate_from_json,
     candidate_to_json,
     extract_row_from_json,
-    pair_row_from_json,
     problem_from_json,
     problem_to_json,
     score_item_from_json,
@@ -137,12 +136,6 @@ def write_verdicts(path: str | os.PathLike[str], verdicts: Iterable[Verdict]) ->
 
 
 # --------------------------------------------------------------------------- other inputs
-
-
-def read_pair_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Stream ``(line, row)`` of a preference-pairs JSONL, each checked by ``pair_row_from_json``."""
-    for line, row in read_jsonl(path, fix="one JSON object per line with prompt, chosen and rejected"):
-        yield line, pair_row_from_json(row, path=str(path), line=line)
 
 
 def read_score_items(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

