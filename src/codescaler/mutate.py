@@ -18,9 +18,9 @@ import ast
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from codescaler.pairs import normalize_code, parse_quietly
+from codescaler.records import StrEnum
 
 
 class MutationKind(StrEnum):

@@ -36,12 +36,11 @@ import random
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from codescaler.errors import InputError
 from codescaler.extract import extract_code
-from codescaler.records import Candidate, ExtractMode, Language, Pair, Problem, Status, Verdict
+from codescaler.records import Candidate, ExtractMode, Language, Pair, Problem, Status, StrEnum, Verdict
 
 logger = logging.getLogger(__name__)
 
