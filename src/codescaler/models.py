@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from codescaler.errors import InputError
+from codescaler.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -376,6 +377,7 @@ def _assemble(parts: Sequence[Path], target: Path, sha256: str | None) -> str:
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantize a GGUF into a plain bf16 HF folder (the recipe of ../shared/MODELS.md)."""
+    require("models", "gguf")  # transformers reads GGUF files with it
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
