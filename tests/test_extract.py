@@ -216,7 +216,8 @@ def test_unknown_language_is_a_value_error() -> None:
         "-" * 100_000 + "1",  # parser stack overflow: MemoryError
         "not " * 50_000 + "x",  # MemoryError
         "(" * 5_000 + ")" * 5_000,  # too many nested parentheses
-        "x = " + "1+" * 100_000 + "1",  # RecursionError during AST construction
+        pytest.param("x = " + "1+" * 100_000 + "1", marks=pytest.mark.skipif(  # RecursionError during AST
+            sys.version_info < (3, 11), reason="Python 3.10's parser accepts it: valid code there")),  # construction
     ],
 )
 @pytest.mark.parametrize("mode", ["strict", "lenient"])

@@ -21,13 +21,12 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from codescaler.errors import InputError
 from codescaler.pairs import normalize_code
 from codescaler.python_source import parse_python
-from codescaler.records import Candidate, Problem, Status, Verdict
+from codescaler.records import Candidate, Problem, Status, StrEnum, Verdict
 
 logger = logging.getLogger(__name__)
 

@@ -35,13 +35,12 @@ import math
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from codescaler.errors import InputError
 from codescaler.extract import extract_code
 from codescaler.python_source import parse_python
-from codescaler.records import Candidate, ExtractMode, Language, Pair, Problem, Status, Verdict
+from codescaler.records import Candidate, ExtractMode, Language, Pair, Problem, Status, StrEnum, Verdict
 
 logger = logging.getLogger(__name__)
 

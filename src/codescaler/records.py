@@ -8,7 +8,20 @@ can convert both ways without renaming.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum
+
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.10: the same behaviour for our uses (str() and format() give the value)
+
+    class StrEnum(str, Enum):  # type: ignore[no-redef]  # noqa: UP042 (enum.StrEnum is 3.11+)
+        """``enum.StrEnum`` of Python 3.11: members are strings whose ``str()`` is the value."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+        def __format__(self, spec: str) -> str:
+            return str(self.value).__format__(spec)
 
 
 class Language(StrEnum):

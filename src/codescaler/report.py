@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from codescaler.data.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
+from codescaler.extras import MissingExtra, require
 from codescaler.rerank import StrategyResult
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def render_markdown(rows: Sequence[dict[str, Any]], hardware: str, meta: dict[st
 
 
 def _pyplot() -> Any:
+    require("plots", "matplotlib")
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # files only: never needs a display
@@ -207,12 +209,19 @@ def plot_frontier(rows: Sequence[dict[str, Any]], path: Path, title: str = "Accu
 
 def write_bon_report(output_dir: Path, results: Sequence[StrategyResult], *, hardware: str,
                      meta: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write report.json, report.md, pass_at_n.png and frontier.png into ``output_dir``; return paths."""
+    """Write report.json, report.md, pass_at_n.png and frontier.png into ``output_dir``; return paths.
+    Without the [plots] extra (matplotlib) the two PNGs are skipped with a warning naming it: the
+    report itself is the result."""
     rows = [result_row(r) for r in results]
     paths = {name: output_dir / name for name in ("report.json", "report.md", "pass_at_n.png", "frontier.png")}
     document = {"results": rows, "hardware": hardware, "meta": meta or {}}
     atomic_write_json(paths["report.json"], document, sort_keys=True)
     atomic_write_text(paths["report.md"], render_markdown(rows, hardware, meta))
+    try:
+        _pyplot()
+    except MissingExtra as err:
+        logger.warning("plots skipped: %s", err)
+        return {name: path for name, path in paths.items() if not name.endswith(".png")}
     plot_pass_at_n(rows, paths["pass_at_n.png"])
     plot_frontier(rows, paths["frontier.png"])
     return paths

@@ -46,9 +46,9 @@ import random
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from codescaler.errors import InputError
+from codescaler.records import StrEnum
 
 
 class Strategy(StrEnum):

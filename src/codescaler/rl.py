@@ -35,6 +35,7 @@ from typing import Any
 from codescaler.data.artifacts import atomic_write_json
 from codescaler.errors import InputError
 from codescaler.executor import ExecuteOptions
+from codescaler.extras import require
 from codescaler.records import ExtractMode, Language, Problem, Status
 from codescaler.rl_metrics import evaluate_pass_at_1, make_metrics_callback, run_tests, truncate_rows
 from codescaler.sampling import SamplingConfig, build_messages
@@ -308,6 +309,7 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
 
     Every input is checked before a model loads: ``InputError`` names the flag and the fix.
     """
+    require("rl", "trl", "datasets", "accelerate")  # one line naming the extra, before any work
     s, preset, own = _resolve(s)
     _check_settings(s, {**preset, **own})
     policy_path = _loadable("--policy", s.policy, rm=False)

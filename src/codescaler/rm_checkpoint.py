@@ -34,14 +34,13 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from codescaler import __version__
 from codescaler.data.artifacts import atomic_write_json
 from codescaler.errors import InputError
-from codescaler.records import ExtractMode
+from codescaler.records import ExtractMode, StrEnum
 from codescaler.shaping import Shaping
 
 logger = logging.getLogger(__name__)

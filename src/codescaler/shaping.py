@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from enum import StrEnum
+
+from codescaler.records import StrEnum
 
 VALID_FLOOR = 1e-12
 """Smallest reward a valid response can get under ``Shaping.SOFTPLUS`` (strictly above the invalid 0.0)."""

@@ -37,6 +37,7 @@ from typing import Any
 
 from codescaler.data import file_sha256
 from codescaler.errors import InputError
+from codescaler.extras import require
 from codescaler.records import ExtractMode, Pair
 from codescaler.rm_checkpoint import (
     METADATA_FILE,
@@ -374,6 +375,7 @@ def train_reward_model(settings: TrainSettings, config: Any) -> TrainResult:
     Raises ``InputError`` for bad settings (``TrainSettings.validate``), pairs files, backbones or flags
     (``resume`` without a checkpoint).
     """
+    require("train", "trl", "datasets", "accelerate")
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
     from trl import RewardTrainer

@@ -16,6 +16,7 @@ import signal
 from typing import Any
 
 from codescaler.errors import InputError
+from codescaler.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     _finite(args.graceful_timeout, "graceful-timeout", 0.0)
     _finite(args.max_body_mb, "max-body-mb", 0.001, 1024.0)
 
+    require("server", "fastapi", "pydantic", "uvicorn")  # one line naming the extra, before the model loads
     import uvicorn
 
     from codescaler.scorer import Scorer

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codescaler.errors import InputError
+from codescaler.extras import require
 
 
 def register(subparsers: Any) -> None:
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.pairs) != 1:
         raise InputError("TRL training takes one --pairs file", field="--pairs", fix="concatenate them first")
     args.pairs = args.pairs[0]
+    require("train", "trl", "datasets", "accelerate")  # one line naming the extra, before any work
     import torch
     from trl import RewardConfig
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from codescaler.data.sources import dataset_info
 from codescaler.errors import InputError
+from codescaler.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def load_from_hub(name: str, split: str | None = None) -> Any:
            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         raise InputError(f"cannot load {info.hub_id!r} from the hub: offline mode is set (HF_HUB_OFFLINE)",
                          fix=local_fix)
+    require("data", "datasets")
     import datasets  # deferred: heavy, and only this path needs it
 
     try:

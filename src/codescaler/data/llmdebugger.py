@@ -51,8 +51,10 @@ def load_llmdebugger_problems(data_dir: Path, name: str) -> list[Problem]:
                              fix="use the unmodified LLMDebugger file")
         try:
             ast.parse(row["test"])
-        except SyntaxError as err:  # a few TransCoder tests are Python 2 (literals such as 010)
-            logger.warning("%s:%d: %s tests do not parse (%s); problem skipped", path, line, row["task_id"], err.msg)
+        except (SyntaxError, ValueError) as err:  # a few TransCoder tests are Python 2 (literals such as
+            # 010); null bytes are a ValueError on Python 3.10 (a SyntaxError on the 3.11.7 here)
+            why = err.msg if isinstance(err, SyntaxError) else str(err)
+            logger.warning("%s:%d: %s tests do not parse (%s); problem skipped", path, line, row["task_id"], why)
             continue
         solution = str(row.get("canonical_solution") or "")
         reference = solution if f"def {entry}" in solution else str(row["prompt"]) + solution

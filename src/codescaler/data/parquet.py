@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from codescaler.data.artifacts import atomic_open
 from codescaler.data.rows import problem_to_json
 from codescaler.errors import InputError
+from codescaler.extras import require
 from codescaler.records import Problem
 
 
@@ -27,6 +28,7 @@ def write_verl_parquet(path: str | os.PathLike[str], problems: Sequence[Problem]
                        messages: Sequence[list[dict[str, str]]], *, dataset: str, split: str) -> int:
     """Write ``problems`` (with the chat ``messages`` of each) as verl's parquet at ``path``, atomically;
     returns the row count. Raises ``InputError`` when the two sequences differ in length."""
+    require("data", "pyarrow")  # installed with datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
 

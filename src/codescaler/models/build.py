@@ -105,6 +105,9 @@ def assemble_parts(parts: Sequence[Path], target: Path, sha256: str | None) -> s
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantize a GGUF into a plain bf16 HF folder (the recipe of ../shared/MODELS.md)."""
+    from codescaler.extras import require
+
+    require("models", "gguf")  # transformers reads GGUF files with it
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -30,14 +30,19 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from codescaler.errors import InputError
+from codescaler.extras import MissingExtra
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ModuleNotFoundError as err:  # installed without the [server] extra: one line naming it
+    raise MissingExtra("server", err.name or "fastapi") from err
 
 from codescaler import __version__
-from codescaler.errors import InputError
 from codescaler.integrations import ScoresResponses
 from codescaler.integrations.openrlhf import split_queries
 from codescaler.records import Score

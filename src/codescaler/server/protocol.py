@@ -23,7 +23,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from codescaler.extras import MissingExtra
+
+try:
+    from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+except ModuleNotFoundError as err:  # installed without the [server] extra: one line naming it
+    raise MissingExtra("server", err.name or "pydantic") from err
 
 from codescaler.records import Language
 
