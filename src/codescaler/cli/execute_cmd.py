@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli.options import add_extract_mode
 from codescaler.data import file_sha256
 from codescaler.errors import InputError
 from codescaler.records import MIN_MEMORY_MB, Candidate, ExtractMode, Limits, Problem
@@ -43,8 +44,9 @@ def register(subparsers: Any) -> None:
                    help="CPU seconds per run; the wall-clock limit is twice this (default %(default)s)")
     p.add_argument("--memory-mb", type=_memory_mb, default=Limits.memory_mb,
                    help=f"address space per run, at least {MIN_MEMORY_MB} (default %(default)s)")
-    p.add_argument("--extract", choices=[m.value for m in ExtractMode], default=ExtractMode.LENIENT.value,
-                   help="how code is read out of `response` (default lenient)")
+    add_extract_mode(p, default=ExtractMode.LENIENT.value, old=("--extract",),
+                     help="how code is read out of `response` (default: lenient, unlike the RM verbs: a "
+                     "test verdict should judge the program, not its formatting)")
     p.add_argument("--skip-unknown", action="store_true",
                    help="skip (and count) candidates whose task_id is not in --problems instead of failing")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the verdict cache")
@@ -107,7 +109,7 @@ def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidat
     jobs = [(problems[c.task_id], c) for c in candidates
             if c.task_id in problems and (c.task_id, c.candidate_id) not in done]
     limits = Limits(cpu_seconds=args.timeout, wall_seconds=2 * args.timeout, memory_mb=args.memory_mb)
-    options = ExecuteOptions(workers=args.workers, limits=limits, extract_mode=ExtractMode(args.extract),
+    options = ExecuteOptions(workers=args.workers, limits=limits, extract_mode=ExtractMode(args.extract_mode),
                              cache_dir=args.cache_dir, use_cache=not args.no_cache)
     if options.use_cache:  # refuse an unusable cache now, before any output is written
         VerdictCache(options.cache_dir or default_cache_dir()).close()
@@ -116,7 +118,7 @@ def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidat
         "command": "execute", "harness_version": HARNESS_VERSION,
         "isolation": {"kind": iso.kind, "detail": iso.detail},
         "settings": {"limits": asdict(limits),
-                     "workers": options.worker_count(), "extract": args.extract, "cache": not args.no_cache},
+                     "workers": options.worker_count(), "extract": args.extract_mode, "cache": not args.no_cache},
         "inputs": {"problems": {"path": str(args.problems), "sha256": file_sha256(args.problems)},
                    "candidates": {"path": str(args.candidates), "sha256": file_sha256(args.candidates)}},
     }
