@@ -146,7 +146,12 @@ def add_feature_flags(p: argparse.ArgumentParser, *, with_backbone: bool) -> Non
 
 def head_settings(args: argparse.Namespace, command: str = "") -> Any:
     """``HeadTrainSettings`` from the feature flags (and, under ``train --head``, the head flags)."""
-    from codescaler.head_training import DEFAULT_BACKBONE, DEFAULT_LAYERS, DEFAULT_MAX_LENGTH, HeadTrainSettings
+    from codescaler.head_training import (
+        DEFAULT_BACKBONE,
+        DEFAULT_LAYERS,
+        DEFAULT_MAX_LENGTH,
+        HeadTrainSettings,
+    )
     from codescaler.heads import DEFAULT_L2_GRID, HeadSettings
     from codescaler.records import ExtractMode
 
