@@ -13,11 +13,15 @@ line ``codescaler: --old is deprecated, use --new`` to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from codescaler.errors import InputError
+from codescaler.records import MIN_MEMORY_MB
 
 DEFAULT_FEATURE_CACHE = Path(".cache/codescaler/features")
 
@@ -212,3 +216,63 @@ def run_head_training(args: argparse.Namespace, command: str) -> int:
     print(f"saved {saved} ({report['kind']} head, {report['pairs']} pairs; CV accuracy "
           f"{'n/a' if cv is None else f'{cv:.3f}'}, held-out {'n/a' if held is None else f'{held:.3f}'})")
     return 0
+
+
+# ------------------------------------------------------------------- value types, output files
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from err
+    # inf would reach setrlimit as an overflow: every run an `error` verdict that a resume never retries.
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
+    return value
+
+
+def memory_mb(text: str) -> int:
+    value = positive_int(text)
+    if value < MIN_MEMORY_MB:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_MEMORY_MB} (MiB; Python itself needs about 24 "
+                                         f"to start), got {value}")
+    return value
+
+
+@contextlib.contextmanager
+def exclusive_output(output: Path, verb: str) -> Any:
+    """Hold an flock on ``OUTPUT.lock`` for the whole run: a second run on the same ``--output`` FILE (which
+    would append the same rows again, or cut a "torn" line the first one is writing) is refused."""
+    if output.is_dir():
+        raise InputError("is a directory", path=str(output), field="--output", fix="--output is a file: give a file path")
+    lock_path = output.with_name(output.name + ".lock")
+    with contextlib.ExitStack() as stack:
+        with writing_output(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(open(lock_path, "a+", encoding="utf-8"))
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another codescaler {verb} is writing to this output", path=str(output),
+                             field="--output", fix="wait for it to finish (or stop it), then re-run to resume") from None
+        yield
+
+
+@contextlib.contextmanager
+def writing_output(output: Path) -> Any:
+    """OSError while writing the output (full disk, no permission, a file where a folder should be) ->
+    one InputError line; every row already written stays, and re-running resumes."""
+    try:
+        yield
+    except OSError as err:
+        raise InputError(f"cannot write: {err.strerror or err}", path=str(err.filename or output), field="--output",
+                         fix="free space / fix permissions or choose another --output; re-run to resume") from None
