@@ -148,6 +148,16 @@ def add_feature_flags(p: argparse.ArgumentParser, *, with_backbone: bool) -> Non
                    help="feature cache folder (default: %(default)s)")
 
 
+def add_head_flags(p: argparse.ArgumentParser) -> None:
+    """``train --head``'s fitting flags (read by ``head_settings``)."""
+    p.add_argument("--l2", type=float, nargs="+", default=None,
+                   help="--head: L2 strengths to cross-validate (default 1e-4 1e-3 1e-2 0.1 1)")
+    p.add_argument("--free", nargs="+", default=None, metavar="NAME",
+                   help="--head: feature groups (likelihood, facts, h24.last ...) or columns (lp_mean) whose "
+                        "weights are not penalised, so a strongly regularised head falls back to them")
+    p.add_argument("--folds", type=int, default=5, help="--head: cross-validation folds, grouped by problem")
+
+
 def head_settings(args: argparse.Namespace, command: str = "") -> Any:
     """``HeadTrainSettings`` from the feature flags (and, under ``train --head``, the head flags)."""
     from codescaler.head_training import (

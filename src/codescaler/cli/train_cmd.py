@@ -48,12 +48,7 @@ def register(subparsers: Any) -> None:
                    "features of a frozen causal-LM backbone (--backbone, default qwen2.5-coder-0.5b-instruct), "
                    "fitted on every pair; the LoRA/TRL flags below do not apply")
     options.add_feature_flags(p, with_backbone=False)
-    p.add_argument("--l2", type=float, nargs="+", default=None,
-                   help="--head: L2 strengths to cross-validate (default 1e-4 1e-3 1e-2 0.1 1)")
-    p.add_argument("--free", nargs="+", default=None, metavar="NAME",
-                   help="--head: feature groups (likelihood, facts, h24.last ...) or columns (lp_mean) whose "
-                        "weights are not penalised, so a strongly regularised head falls back to them")
-    p.add_argument("--folds", type=int, default=5, help="--head: cross-validation folds, grouped by problem")
+    options.add_head_flags(p)
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter (+ the score head)")
     p.add_argument("--lora-r", type=int, default=16, help="with --lora: adapter rank (default: %(default)s)")
     p.add_argument("--lora-alpha", type=int, default=32, help="with --lora: adapter alpha (default: %(default)s)")
