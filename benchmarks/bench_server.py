@@ -298,7 +298,7 @@ def main() -> int:
     items = _items(n)
     port = _free_port()
     log = workdir / "server.log"
-    cmd = [sys.executable, "-m", "codescaler", "serve", "--model", model, "--port", str(port), "--device",
+    cmd = [sys.executable, "-m", "codescaler", "serve", "--rm", model, "--port", str(port), "--device",
            args.device, "--max-batch", str(args.max_batch), "--batch-size", str(args.batch_size),
            "--max-wait-ms", str(args.max_wait_ms)]
     with open(log, "wb") as handle:

@@ -43,8 +43,8 @@ def run_one(reward: str, args: argparse.Namespace, policy: str, rm: str) -> dict
     cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", reward, "--policy", policy,
            "--preset", "smoke" if args.smoke else "gpu", "--max-steps", str(args.steps),
            "--problems", args.problems, "--eval-problems", args.eval_problems,
-           "--train-limit", str(args.train_limit), "--eval-limit", str(args.eval_limit),
-           "--seed", str(args.seed), "--output", str(run_dir)]
+           "--limit", str(args.train_limit), "--eval-limit", str(args.eval_limit),
+           "--seed", str(args.seed), "--output-dir", str(run_dir)]
     if "rm" in reward.split("+"):
         cmd += ["--rm", rm]
     if args.max_completion_length:

@@ -35,7 +35,7 @@ if [ -z "$RM" ]; then
         RM="$OUT/quick_rm"
         if [ ! -f "$RM/codescaler.json" ]; then
             "$PY" benchmarks/rm_train_mbpp.py --output "$OUT/mbpp_pairs.jsonl"
-            "$PY" -m codescaler train --pairs "$OUT/mbpp_pairs.jsonl" --output "$RM" --model minilm \
+            "$PY" -m codescaler train --pairs "$OUT/mbpp_pairs.jsonl" --output-dir "$RM" --backbone minilm \
                 --max-steps 24 --lr 1e-4 --batch-size 16 --max-length 384 --eval-fraction 0.1 --seed 0
         fi
     fi

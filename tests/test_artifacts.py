@@ -94,7 +94,7 @@ def test_score_and_extract_outputs_and_manifests_are_0644_under_umask_022(
     monkeypatch.setattr(Scorer, "load", classmethod(lambda cls, *a, **k: _FakeScorer()))
     items = tmp_path / "items.jsonl"
     items.write_text(json.dumps({"id": 1, "prompt": "p", "response": "```python\nx = 1\n```"}) + "\n")
-    assert main(["score", "--model", "fake", "--input", str(items), "--output", str(tmp_path / "o" / "s.jsonl")]) == 0
+    assert main(["score", "--rm", "fake", "--input", str(items), "--output", str(tmp_path / "o" / "s.jsonl")]) == 0
     assert main(["extract", "--input", str(items), "--output", str(tmp_path / "e.jsonl")]) == 0
     problems = tmp_path / "problems.jsonl"
     data.write_problems(problems, [data.problem_from_json({"task_id": "t", "prompt": "p", "tests": "pass",

@@ -73,9 +73,9 @@ def test_bon_with_a_scores_file_gives_exactly_the_hand_computed_picks(
         toy: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
-    # --model names nothing loadable: a scores file that covers every candidate needs no model
+    # --rm names nothing loadable: a scores file that covers every candidate needs no model
     assert main(["bon", "--problems", str(toy["problems"]), "--candidates", str(toy["candidates"]),
-                 "--verdicts", str(toy["verdicts"]), "--scores", str(toy["scores"]), "--model", str(tmp_path / "none"),
+                 "--verdicts", str(toy["verdicts"]), "--scores", str(toy["scores"]), "--rm", str(tmp_path / "none"),
                  "--n", "6", "--seeds", "3", "--workers", "2", "--output-dir", str(out)]) == 0
     rows = {r["strategy"]: r for r in json.loads((out / "report.json").read_text(encoding="utf-8"))["results"]}
     expected = {"random": 100 * 2 / 6, "oracle": 100.0, "rm": 100 * 2 / 3, "tests": 100 * 2 / 3,

@@ -44,7 +44,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _bon(inputs: dict[str, Path], out: Path, *extra: str) -> int:
     return main(["bon", "--problems", str(inputs["problems"]), "--candidates", str(inputs["candidates"]),
-                 "--model", str(inputs["rm"]), "--output-dir", str(out), "--n", "2", "6", "--seeds", "4",
+                 "--rm", str(inputs["rm"]), "--output-dir", str(out), "--n", "2", "6", "--seeds", "4",
                  "--workers", "2", *extra])
 
 

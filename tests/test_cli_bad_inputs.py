@@ -51,7 +51,7 @@ READERS = {
     "execute --output (resume)": (VERDICT, "candidate_id", "detail", lambda g, x: [
         "execute", "--problems", g["problems"], "--candidates", g["candidates"], "--output", x, "--no-cache"]),
     "score --input": (SCORE_ITEM, "id", "prompt", lambda g, x: [
-        "score", "--input", x, "--output", g["out"] / "s.jsonl", "--model", "no-such-model"]),
+        "score", "--input", x, "--output", g["out"] / "s.jsonl", "--rm", "no-such-model"]),
     "pairs --problems": (PROBLEM, "task_id", "prompt", lambda g, x: [
         "pairs", "--problems", x, "--candidates", g["candidates"], "--verdicts", g["verdicts"],
         "--output", g["problems"].parent / "p.jsonl"]),
@@ -62,7 +62,7 @@ READERS = {
         "pairs", "--problems", g["problems"], "--candidates", g["candidates"], "--verdicts", x,
         "--output", g["problems"].parent / "p.jsonl"]),
     "eval pairs --pairs": (EVAL_PAIR, "prompt", "chosen", lambda g, x: [
-        "eval", "pairs", "--pairs", x, "--model", "no-such-model"]),
+        "eval", "pairs", "--pairs", x, "--rm", "no-such-model"]),
     "bon --problems": (PROBLEM, "task_id", "prompt", lambda g, x: [
         "bon", "--problems", x, "--candidates", g["candidates"], "--verdicts", g["verdicts"],
         "--output-dir", g["out"] / "bon"]),

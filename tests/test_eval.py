@@ -137,7 +137,7 @@ def test_logprob_baseline_prefers_code_the_model_finds_likely(tmp_path: Path) ->
 def test_eval_hep_cli_writes_json_with_both_baselines(tmp_path: Path, tiny_rm: Path, shared_data: Path) -> None:
     lm = build_tiny_model(tmp_path / "lm", arch="qwen2", kind="causal")
     out = tmp_path / "hep.json"
-    code = main(["eval", "hep", "--model", str(tiny_rm), "--languages", "python,cpp", "--limit", "6",
+    code = main(["eval", "hep", "--rm", str(tiny_rm), "--languages", "python,cpp", "--limit", "6",
                  "--data-dir", str(shared_data), "--baselines", "--logprob-model", str(lm), "--output", str(out)])
     assert code == 0
     report = json.loads(out.read_text(encoding="utf-8"))
@@ -151,11 +151,11 @@ def test_eval_hep_cli_writes_json_with_both_baselines(tmp_path: Path, tiny_rm: P
 
 def test_eval_rm_bench_cli_reports_hard_normal_easy(tmp_path: Path, tiny_rm: Path, shared_data: Path) -> None:
     out = tmp_path / "rmb.json"
-    assert main(["eval", "rm-bench", "--model", str(tiny_rm), "--limit", "4", "--data-dir", str(shared_data),
+    assert main(["eval", "rm-bench", "--rm", str(tiny_rm), "--limit", "4", "--data-dir", str(shared_data),
                  "--output", str(out)]) == 0
     rm = json.loads(out.read_text(encoding="utf-8"))["rm"]
     assert rm["n"] == 4 and {"hard", "normal", "easy", "average", "matrix", "per_group"} <= set(rm)
 
 
 def test_eval_cli_reports_a_missing_pairs_file(tmp_path: Path, tiny_rm: Path) -> None:
-    assert main(["eval", "pairs", "--model", str(tiny_rm), "--pairs", str(tmp_path / "nope.jsonl")]) == 2
+    assert main(["eval", "pairs", "--rm", str(tiny_rm), "--pairs", str(tmp_path / "nope.jsonl")]) == 2

@@ -473,7 +473,7 @@ def test_cli_writes_every_row_with_code_and_status(tmp_path: Path) -> None:
         "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n\r\n", encoding="utf-8"
     )
     out = tmp_path / "out.jsonl"
-    done = run_cli("--mode", "strict", "--input", src, "--output", out)
+    done = run_cli("--extract-mode", "strict", "--input", src, "--output", out)
     assert done.returncode == 0, done.stderr
     lines = out.read_text(encoding="utf-8").split("\n")
     assert lines[-1] == "" and len(lines) == 5
@@ -490,7 +490,7 @@ def test_cli_lenient_mode_uses_the_rows_entry_point(tmp_path: Path) -> None:
     response = fenced("def f(x):\n    return x\n\nprint(f(2))")
     src.write_text(json.dumps({"id": "a", "response": response, "entry_point": "f"}) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    assert run_cli("--mode", "lenient", "--input", src, "--output", out).returncode == 0
+    assert run_cli("--extract-mode", "lenient", "--input", src, "--output", out).returncode == 0
     assert json.loads(out.read_text(encoding="utf-8"))["code"] == "def f(x):\n    return x"
 
 
@@ -534,4 +534,4 @@ def test_cli_module_runs_under_python_m() -> None:
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0 and "--mode" in done.stdout
+    assert done.returncode == 0 and "--extract-mode" in done.stdout

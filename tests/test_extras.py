@@ -69,7 +69,7 @@ def test_core_imports_and_the_cli_parser_build_without_any_optional_package(tmp_
 
 
 def test_serve_without_the_server_extra_exits_2_with_one_line(tmp_path: Path) -> None:
-    done = cli_without(("fastapi",), ["serve", "--model", "tiny"], tmp_path)
+    done = cli_without(("fastapi",), ["serve", "--rm", "tiny"], tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stderr == ("codescaler serve: error: the reward server (codescaler serve) needs the Python package "
                            "'fastapi', which is not installed (pip install 'codescaler[server]')\n")
@@ -89,7 +89,7 @@ def test_importing_the_server_app_without_the_server_extra_names_it(missing: str
 
 
 def test_train_without_the_train_extra_exits_2_before_reading_the_pairs(tmp_path: Path) -> None:
-    done = cli_without(("trl",), ["train", "--pairs", "missing.jsonl", "--output", "out"], tmp_path)
+    done = cli_without(("trl",), ["train", "--pairs", "missing.jsonl", "--output-dir", "out"], tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == ["codescaler train: error: reward-model training (codescaler train) needs "
                                         "the Python package 'trl', which is not installed "

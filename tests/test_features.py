@@ -193,12 +193,12 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_train_head_end_to_end_and_every_consumer_scores_the_checkpoint(tiny_lm, tmp_path):
     pairs = _pairs_file(tmp_path / "pairs.jsonl")
     out = tmp_path / "rm"
-    common = ["--model", str(tiny_lm), "--layers", "1", "3", "--cache-dir", str(tmp_path / "cache"),
+    common = ["--backbone", str(tiny_lm), "--layers", "1", "3", "--cache-dir", str(tmp_path / "cache"),
               "--max-length", "256", "--dtype", "float32"]
     done = _cli("features", "--pairs", str(pairs), *common, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "programs computed" in done.stdout
-    trained = _cli("train", "--head", "linear", "--pairs", str(pairs), "--output", str(out), "--l2", "0.1",
+    trained = _cli("train", "--head", "linear", "--pairs", str(pairs), "--output-dir", str(out), "--l2", "0.1",
                    *common, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert "0 programs" not in trained.stderr
@@ -230,7 +230,7 @@ def test_train_head_end_to_end_and_every_consumer_scores_the_checkpoint(tiny_lm,
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps({"id": f"r{k}", "prompt": PROBLEMS[0], "response": r}) + "\n"
                             for k, r in enumerate(responses)))
-    scored = _cli("score", "--model", str(out), "--input", str(items), "--output", str(tmp_path / "s.jsonl"),
+    scored = _cli("score", "--rm", str(out), "--input", str(items), "--output", str(tmp_path / "s.jsonl"),
                   "--dtype", "float32", cwd=tmp_path)
     assert scored.returncode == 0, scored.stderr
     rows = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().split("\n") if x]
@@ -240,8 +240,8 @@ def test_train_head_end_to_end_and_every_consumer_scores_the_checkpoint(tiny_lm,
 def test_a_head_checkpoint_on_other_weights_is_refused_with_one_line(tiny_lm, tmp_path):
     pairs = _pairs_file(tmp_path / "pairs.jsonl")
     out = tmp_path / "rm"
-    trained = _cli("train", "--head", "linear", "--pairs", str(pairs), "--output", str(out), "--l2", "0.1",
-                   "--model", str(tiny_lm), "--layers", "3", "--cache-dir", str(tmp_path / "cache"),
+    trained = _cli("train", "--head", "linear", "--pairs", str(pairs), "--output-dir", str(out), "--l2", "0.1",
+                   "--backbone", str(tiny_lm), "--layers", "3", "--cache-dir", str(tmp_path / "cache"),
                    "--max-length", "256", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     meta = json.loads((out / "codescaler.json").read_text())
@@ -249,7 +249,7 @@ def test_a_head_checkpoint_on_other_weights_is_refused_with_one_line(tiny_lm, tm
     (out / "codescaler.json").write_text(json.dumps(meta))
     items = tmp_path / "items.jsonl"
     items.write_text(json.dumps({"id": "a", "prompt": "p", "response": "```python\nx = 1\n```"}) + "\n")
-    refused = _cli("score", "--model", str(out), "--input", str(items), "--output", str(tmp_path / "o.jsonl"),
+    refused = _cli("score", "--rm", str(out), "--input", str(items), "--output", str(tmp_path / "o.jsonl"),
                    cwd=tmp_path)
     assert refused.returncode == 2
     assert "features.backbone_sha256" in refused.stderr and "Traceback" not in refused.stderr
@@ -285,14 +285,14 @@ def test_free_columns_are_not_shrunk_so_a_heavily_regularised_head_falls_back_to
 
 def test_train_free_names_groups_or_columns_and_refuses_unknown_ones_before_any_forward(tiny_lm, tmp_path):
     pairs = _pairs_file(tmp_path / "pairs.jsonl")
-    common = ["--head", "linear", "--pairs", str(pairs), "--model", str(tiny_lm), "--layers", "1",
+    common = ["--head", "linear", "--pairs", str(pairs), "--backbone", str(tiny_lm), "--layers", "1",
               "--cache-dir", str(tmp_path / "cache"), "--max-length", "256", "--dtype", "float32", "--l2", "10"]
-    bad = _cli("train", *common, "--output", str(tmp_path / "bad"), "--free", "lp_mean", "bogus", cwd=tmp_path)
+    bad = _cli("train", *common, "--output-dir", str(tmp_path / "bad"), "--free", "lp_mean", "bogus", cwd=tmp_path)
     assert bad.returncode == 2
     assert "--free 'bogus' is neither a feature column nor a group" in bad.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))
     out = tmp_path / "rm"
-    done = _cli("train", *common, "--output", str(out), "--free", "likelihood", cwd=tmp_path)
+    done = _cli("train", *common, "--output-dir", str(out), "--free", "likelihood", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     block = json.loads((out / "codescaler.json").read_text())["head"]
     head = load_head(out, block)

@@ -43,15 +43,10 @@ IMPURE = frozenset({"torch", "transformers", "trl", "peft", "accelerate", "datas
                     "uvicorn", "httpx", "aiohttp", "requests", "os", "subprocess", "socket", "shutil",
                     "tempfile", "multiprocessing", "urllib", "http"})
 
-CLI_SHARED = frozenset({"codescaler.cli"})  # cli/__init__: the parser and the one error handler
+CLI_SHARED = frozenset({"codescaler.cli", "codescaler.cli.options"})  # the parser + error handler; the flags
 
 # (importing file relative to the repo, imported module, name or "") -> why it is allowed for now.
-EXCEPTIONS: dict[tuple[str, str, str], str] = {
-    ("src/codescaler/cli/train_cmd.py", "codescaler.cli.features_cmd", "add_feature_flags"):
-        "`train --features` is the features verb under the train name: one flag set (lead's area)",
-    ("src/codescaler/cli/train_cmd.py", "codescaler.cli.features_cmd", "run_head_training"):
-        "`train --features` is the features verb under the train name: one flag set (lead's area)",
-}
+EXCEPTIONS: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)

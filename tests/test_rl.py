@@ -142,8 +142,8 @@ def test_tests_reward_pays_only_for_passing_strictly_extracted_code(tmp_path: Pa
 def test_cli_smoke_run_via_subprocess(tmp_path: Path, shared_data: Path, tiny_policy: Path, tiny_rm: Path) -> None:
     env = {**os.environ, "CODESCALER_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", "rm+tests", "--policy", str(tiny_policy),
-           "--rm", str(tiny_rm), "--preset", "smoke", "--max-steps", "1", "--train-limit", "4", "--max-completion-length", "12",
-           "--eval-problems", "none", "--data-dir", str(shared_data), "--output", str(tmp_path / "cli")]
+           "--rm", str(tiny_rm), "--preset", "smoke", "--max-steps", "1", "--limit", "4", "--max-completion-length", "12",
+           "--eval-problems", "none", "--data-dir", str(shared_data), "--output-dir", str(tmp_path / "cli")]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().split("\n")[-1])["global_step"] == 1
@@ -153,7 +153,7 @@ def test_cli_smoke_run_via_subprocess(tmp_path: Path, shared_data: Path, tiny_po
 
 def test_cli_refuses_training_on_humaneval_with_exit_code_2(tmp_path: Path, shared_data: Path) -> None:
     cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", "tests", "--problems", "humaneval",
-           "--data-dir", str(shared_data), "--output", str(tmp_path / "bad")]
+           "--data-dir", str(shared_data), "--output-dir", str(tmp_path / "bad")]
     bad = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "evaluation-only" in bad.stderr
 

@@ -193,7 +193,7 @@ def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_flags_are_refused_in_one_line_with_exit_2_before_loading(
         tmp_path: Path, shared_data: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str],
         extra: list[str], expected: str) -> None:
-    base = ["--output", str(tmp_path / "run"), "--reward", "tests", "--policy", str(tiny_policy), "--preset",
+    base = ["--output-dir", str(tmp_path / "run"), "--reward", "tests", "--policy", str(tiny_policy), "--preset",
             "smoke", "--data-dir", str(shared_data), "--eval-problems", "none"]
     code, err = _cli(capsys, *base, *extra)
     assert code == 2, err
@@ -205,7 +205,7 @@ def test_a_problems_file_without_prompts_is_refused_before_loading(
         tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "problems.jsonl"
     bad.write_text(json.dumps({"task_id": "x/1", "language": "python", "entry_point": "f"}) + "\n", encoding="utf-8")
-    code, err = _cli(capsys, "--output", str(tmp_path / "run"), "--reward", "tests", "--policy", str(tiny_policy),
+    code, err = _cli(capsys, "--output-dir", str(tmp_path / "run"), "--reward", "tests", "--policy", str(tiny_policy),
                      "--preset", "smoke", "--problems", str(bad), "--eval-problems", "none")
     assert code == 2 and "--problems" in err and "prompt" in err and "\n" not in err
 
@@ -221,7 +221,7 @@ def test_resuming_from_another_runs_folder_is_refused_before_loading(
     write_run_record(other)
     (out / "checkpoint-1").mkdir()
     (out / "checkpoint-1" / "trainer_state.json").write_text('{"global_step": 1}', encoding="utf-8")
-    code, err = _cli(capsys, "--output", str(out), "--reward", "tests", "--policy", str(tiny_policy), "--preset",
+    code, err = _cli(capsys, "--output-dir", str(out), "--reward", "tests", "--policy", str(tiny_policy), "--preset",
                      "smoke", "--data-dir", str(shared_data), "--eval-problems", "none", "--resume")
     assert code == 2 and "--reward" in err and "'rm'" in err and "'tests'" in err and "\n" not in err
 

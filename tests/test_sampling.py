@@ -128,7 +128,7 @@ def test_sample_cli_resumes_after_a_torn_line(tiny_policy: Path, tmp_path: Path)
     out.write_text("".join(json.dumps({"task_id": "t/0", "candidate_id": f"s{i}", "response": "x"}) + "\n"
                            for i in range(2)) + '{"task_id": "t/1", "cand')
     cmd = [sys.executable, "-m", "codescaler", "sample", "--problems", str(problems), "--output", str(out),
-           "--model", str(tiny_policy), "--n", "2", "--max-new-tokens", "4", "--dtype", "float32",
+           "--policy", str(tiny_policy), "--n", "2", "--max-new-tokens", "4", "--dtype", "float32",
            "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

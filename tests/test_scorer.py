@@ -284,7 +284,7 @@ def test_cli_scores_a_jsonl_file_and_keeps_input_order_and_fields(tmp_path: Path
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
     out = tmp_path / "deep" / "out.jsonl"
-    done = _cli("--model", str(bert_rm), "--input", str(src), "--output", str(out), "--batch-size", "2")
+    done = _cli("--rm", str(bert_rm), "--input", str(src), "--output", str(out), "--batch-size", "2")
     assert done.returncode == 0, done.stderr
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
     assert [g["id"] for g in got] == [7, "b", "c"]
@@ -311,7 +311,7 @@ def test_cli_names_the_line_and_field_of_bad_input_and_writes_nothing(
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": 1, "prompt": "p", "response": "r"}) + "\n" + second_line + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    done = _cli("--model", str(bert_rm), "--input", str(src), "--output", str(out))
+    done = _cli("--rm", str(bert_rm), "--input", str(src), "--output", str(out))
     assert done.returncode == 2
     assert f"{src}{expected}" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
@@ -320,7 +320,7 @@ def test_cli_names_the_line_and_field_of_bad_input_and_writes_nothing(
 def test_cli_reports_a_missing_checkpoint_without_a_traceback(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": 1, "prompt": "p", "response": "r"}) + "\n", encoding="utf-8")
-    done = _cli("--model", str(tmp_path / "nope" / "rm"), "--input", str(src), "--output", str(tmp_path / "o"))
+    done = _cli("--rm", str(tmp_path / "nope" / "rm"), "--input", str(src), "--output", str(tmp_path / "o"))
     assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -339,14 +339,14 @@ def test_a_hub_id_that_cannot_be_loaded_is_one_line_exit_2_naming_model_dir(
     if network == "offline":
         env["HF_HUB_OFFLINE"] = "1"
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "codescaler", "score", "--model", model, "--input", str(src),
+    done = subprocess.run([sys.executable, "-m", "codescaler", "score", "--rm", model, "--input", str(src),
                            "--output", str(tmp_path / "out.jsonl")], capture_output=True, text=True, timeout=300,
                           env=env)
     elapsed = time.monotonic() - start
     lines = [line for line in done.stderr.split("\n") if line.strip()]
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert model in lines[0] and "--model DIR" in lines[0]
+    assert model in lines[0] and "--rm DIR" in lines[0]
     assert ("offline" in lines[0]) == (network == "offline")
     assert elapsed < 60, elapsed  # was 73 s with the network blocked
     assert not (tmp_path / "out.jsonl").exists()

@@ -71,7 +71,7 @@ class Server:
 
 def _start_server(model: Path, log: Path, *extra: str) -> Server:
     port = _free_port()
-    cmd = [sys.executable, "-m", "codescaler", "serve", "--model", str(model), "--port", str(port),
+    cmd = [sys.executable, "-m", "codescaler", "serve", "--rm", str(model), "--port", str(port),
            "--device", "cpu", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     handle = open(log, "wb")  # noqa: SIM115 - the child writes to it for the server's lifetime
@@ -270,9 +270,9 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tiny_rm: Path, tmp_pat
 
 def test_serve_with_a_missing_model_or_bad_port_fails_fast_with_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["serve", "--model", str(tmp_path / "nope"), "--port", str(_free_port())]) == 2
+    assert cli_main(["serve", "--rm", str(tmp_path / "nope"), "--port", str(_free_port())]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli_main(["serve", "--model", str(tmp_path), "--port", "70000"]) == 2
+    assert cli_main(["serve", "--rm", str(tmp_path), "--port", "70000"]) == 2
     assert "65535" in capsys.readouterr().err
 
 
@@ -532,10 +532,10 @@ def test_lone_surrogates_are_refused_at_the_edge_with_422_naming_the_field(serve
 def test_serve_refuses_a_batching_window_that_is_not_a_finite_number(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for value, shown in (("nan", "got nan"), ("inf", "got inf"), ("-1", "got -1"), ("1e9", "got 1e+09")):
-        assert cli_main(["serve", "--model", str(tmp_path / "nope"), "--max-wait-ms", value]) == 2
+        assert cli_main(["serve", "--rm", str(tmp_path / "nope"), "--max-wait-ms", value]) == 2
         err = capsys.readouterr().err
         assert "'max-wait-ms'" in err and shown in err and err.count("\n") == 1, err
-    assert cli_main(["serve", "--model", str(tmp_path / "nope"), "--graceful-timeout", "nan"]) == 2
+    assert cli_main(["serve", "--rm", str(tmp_path / "nope"), "--graceful-timeout", "nan"]) == 2
     assert "graceful-timeout" in capsys.readouterr().err
     with pytest.raises(ValueError, match="max_wait_ms"):
         Batcher(_length_scores, max_wait_ms=float("nan"))

@@ -134,7 +134,7 @@ def test_a_backbone_that_is_not_a_one_label_classifier_is_refused(tmp_path: Path
     folder = build_tiny_model(tmp_path / "two_labels", arch="qwen3")
     net = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, ignore_mismatched_sizes=True)
     net.save_pretrained(folder)
-    code = main(["train", "--pairs", str(pairs_file), "--output", str(tmp_path / "out"), "--model", str(folder),
+    code = main(["train", "--pairs", str(pairs_file), "--output-dir", str(tmp_path / "out"), "--backbone", str(folder),
                  "--max-steps", "1"])
     assert code == 2
     assert not (tmp_path / "out" / "codescaler.json").exists()
@@ -147,7 +147,7 @@ def test_a_backbone_that_is_not_a_one_label_classifier_is_refused(tmp_path: Path
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3: Path, pairs_file: Path) -> Path:
     out = tmp_path_factory.mktemp("rm") / "rm"
-    code = main(["train", "--pairs", str(pairs_file), "--output", str(out), "--model", str(tiny_qwen3),
+    code = main(["train", "--pairs", str(pairs_file), "--output-dir", str(out), "--backbone", str(tiny_qwen3),
                  "--epochs", "2", "--lr", "3e-3", "--batch-size", "8", "--eval-fraction", "0.2", "--seed", "0",
                  "--eval-steps", "5", "--stats-pairs", "16"])
     assert code == 0
@@ -173,13 +173,13 @@ def test_training_a_tiny_qwen3_learns_a_separable_set_and_the_scorer_loads_it(tr
 
 
 def test_output_folder_with_a_checkpoint_needs_resume(trained: Path, pairs_file: Path, tiny_qwen3: Path) -> None:
-    code = main(["train", "--pairs", str(pairs_file), "--output", str(trained), "--model", str(tiny_qwen3)])
+    code = main(["train", "--pairs", str(pairs_file), "--output-dir", str(trained), "--backbone", str(tiny_qwen3)])
     assert code == 2
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, tiny_qwen3: Path, pairs_file: Path) -> None:
     out = tmp_path / "rm"
-    common = ["train", "--pairs", str(pairs_file), "--output", str(out), "--model", str(tiny_qwen3),
+    common = ["train", "--pairs", str(pairs_file), "--output-dir", str(out), "--backbone", str(tiny_qwen3),
               "--batch-size", "4", "--eval-steps", "2", "--stats-pairs", "4"]
     assert main([*common, "--max-steps", "2"]) == 0
     assert main([*common, "--max-steps", "4", "--resume"]) == 0
@@ -189,17 +189,17 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, tiny_qwen3: P
 
 
 def test_resume_without_a_checkpoint_is_an_input_error(tmp_path: Path, tiny_qwen3: Path, pairs_file: Path) -> None:
-    code = main(["train", "--pairs", str(pairs_file), "--output", str(tmp_path / "new"), "--model",
+    code = main(["train", "--pairs", str(pairs_file), "--output-dir", str(tmp_path / "new"), "--backbone",
                  str(tiny_qwen3), "--resume"])
     assert code == 2
 
 
 def test_lora_saves_adapter_and_head_and_merge_saves_full_weights(tmp_path: Path, tiny_qwen3: Path,
                                                                    pairs_file: Path) -> None:
-    common = ["train", "--pairs", str(pairs_file), "--model", str(tiny_qwen3), "--lora", "--lora-r", "4",
+    common = ["train", "--pairs", str(pairs_file), "--backbone", str(tiny_qwen3), "--lora", "--lora-r", "4",
               "--max-steps", "3", "--batch-size", "4", "--stats-pairs", "8", "--eval-fraction", "0"]
-    assert main([*common, "--output", str(tmp_path / "adapter")]) == 0
-    assert main([*common, "--output", str(tmp_path / "merged"), "--merge"]) == 0
+    assert main([*common, "--output-dir", str(tmp_path / "adapter")]) == 0
+    assert main([*common, "--output-dir", str(tmp_path / "merged"), "--merge"]) == 0
     adapter_meta = json.loads((tmp_path / "adapter" / "codescaler.json").read_text(encoding="utf-8"))
     assert adapter_meta["lora"] is True and adapter_meta["base_model"] == str(tiny_qwen3.resolve())
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
@@ -218,10 +218,10 @@ def test_lora_layers_adapts_only_the_last_layers_under_bf16_autocast(tmp_path: P
     from safetensors import safe_open
 
     out = tmp_path / "last1"
-    assert main(["train", "--pairs", str(pairs_file), "--model", str(tiny_qwen3), "--lora", "--lora-r", "4",
+    assert main(["train", "--pairs", str(pairs_file), "--backbone", str(tiny_qwen3), "--lora", "--lora-r", "4",
                  "--lora-layers", "1", "--bf16", "on", "--max-steps", "2", "--batch-size", "4",
                  "--stats-pairs", "0", "--eval-fraction", "0.2", "--eval-max-pairs", "3",
-                 "--output", str(out)]) == 0
+                 "--output-dir", str(out)]) == 0
     config = json.loads((out / "adapter_config.json").read_text(encoding="utf-8"))
     n_layers = json.loads((tiny_qwen3 / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
     assert config["layers_to_transform"] == [n_layers - 1]
@@ -236,8 +236,8 @@ def test_lora_layers_adapts_only_the_last_layers_under_bf16_autocast(tmp_path: P
 
 def test_lora_layers_needs_lora(tmp_path: Path, tiny_qwen3: Path, pairs_file: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--pairs", str(pairs_file), "--model", str(tiny_qwen3), "--lora-layers", "2",
-                 "--output", str(tmp_path / "x")]) == 2
+    assert main(["train", "--pairs", str(pairs_file), "--backbone", str(tiny_qwen3), "--lora-layers", "2",
+                 "--output-dir", str(tmp_path / "x")]) == 2
     assert "--lora-layers needs --lora" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -248,7 +248,7 @@ def test_bert_backbone_without_eos_trains_with_the_plain_format(tmp_path: Path, 
     config.pop("eos_token", None)  # like all-MiniLM-L6-v2: no EOS token at all
     (bert / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     out = tmp_path / "rm"
-    assert main(["train", "--pairs", str(pairs_file), "--output", str(out), "--model", str(bert),
+    assert main(["train", "--pairs", str(pairs_file), "--output-dir", str(out), "--backbone", str(bert),
                  "--max-steps", "2", "--batch-size", "4", "--stats-pairs", "4", "--eval-steps", "2"]) == 0
     assert json.loads((out / "codescaler.json").read_text(encoding="utf-8"))["input_format"] == "plain"
     assert Scorer.load(str(out)).score(["p"], ["```python\nx = 1\n```"])[0].valid
@@ -262,8 +262,8 @@ def test_accelerate_launch_trains_with_two_cpu_processes(tmp_path: Path, tiny_qw
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           "-m", "codescaler", "train", "--pairs", str(pairs_file), "--output", str(out),
-           "--model", str(tiny_qwen3), "--max-steps", "2", "--batch-size", "4", "--stats-pairs", "4"]
+           "-m", "codescaler", "train", "--pairs", str(pairs_file), "--output-dir", str(out),
+           "--backbone", str(tiny_qwen3), "--max-steps", "2", "--batch-size", "4", "--stats-pairs", "4"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((out / "codescaler.json").read_text(encoding="utf-8"))["manifest"]
@@ -274,9 +274,9 @@ def test_accelerate_launch_trains_with_two_cpu_processes(tmp_path: Path, tiny_qw
 def test_init_from_continues_an_adapter_checkpoint_from_its_own_weights(tmp_path: Path, tiny_qwen3: Path,
                                                                           pairs_file: Path) -> None:
     first = tmp_path / "first"
-    assert main(["train", "--pairs", str(pairs_file), "--model", str(tiny_qwen3), "--lora", "--lora-r", "4",
+    assert main(["train", "--pairs", str(pairs_file), "--backbone", str(tiny_qwen3), "--lora", "--lora-r", "4",
                  "--lora-layers", "1", "--max-length", "200", "--max-steps", "3", "--lr", "3e-3", "--batch-size", "4",
-                 "--stats-pairs", "0", "--eval-fraction", "0", "--output", str(first)]) == 0
+                 "--stats-pairs", "0", "--eval-fraction", "0", "--output-dir", str(first)]) == 0
     probe = (["Write `f(x)`."] * 3, ["```python\ndef f(x):\n    return x\n```",
                                      "```python\ndef f(x):\n    return [x]\n```", "```python\npass\n```"])
     before = [s.raw_score for s in Scorer.load(str(first), dtype="float32").score(*probe)]
@@ -284,7 +284,7 @@ def test_init_from_continues_an_adapter_checkpoint_from_its_own_weights(tmp_path
               "--stats-pairs", "0", "--eval-fraction", "0"]
     # Learning rate 0: the continued model must score exactly like the checkpoint it started from
     # (adapter AND score head loaded, not a fresh head), and keep the checkpoint's adapter shape and format.
-    assert main([*common, "--lr", "0", "--output", str(tmp_path / "frozen")]) == 0
+    assert main([*common, "--lr", "0", "--output-dir", str(tmp_path / "frozen")]) == 0
     frozen = [s.raw_score for s in Scorer.load(str(tmp_path / "frozen"), dtype="float32").score(*probe)]
     assert frozen == pytest.approx(before, abs=1e-5)
     config = json.loads((tmp_path / "frozen" / "adapter_config.json").read_text(encoding="utf-8"))
@@ -293,9 +293,9 @@ def test_init_from_continues_an_adapter_checkpoint_from_its_own_weights(tmp_path
     assert meta["max_length"] == 200 and meta["base_model"] == str(tiny_qwen3.resolve()) and meta["lora"] is True
     assert meta["manifest"]["train"]["init_from"]["path"] == str(first)
     assert len(meta["manifest"]["train"]["init_from"]["weights_sha256"]) == 64  # the exact starting weights
-    assert "--init-from" in meta["manifest"]["reproduce"] and "--model" not in meta["manifest"]["reproduce"]
+    assert "--init-from" in meta["manifest"]["reproduce"] and "--backbone" not in meta["manifest"]["reproduce"]
     # A real learning rate moves the scores away from the starting point.
-    assert main([*common, "--lr", "3e-3", "--output", str(tmp_path / "moved")]) == 0
+    assert main([*common, "--lr", "3e-3", "--output-dir", str(tmp_path / "moved")]) == 0
     moved = [s.raw_score for s in Scorer.load(str(tmp_path / "moved"), dtype="float32").score(*probe)]
     assert moved != pytest.approx(before, abs=1e-4)
 
@@ -303,9 +303,9 @@ def test_init_from_continues_an_adapter_checkpoint_from_its_own_weights(tmp_path
 def test_init_from_a_folder_without_codescaler_metadata_is_an_input_error(
         tmp_path: Path, tiny_qwen3: Path, pairs_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--pairs", str(pairs_file), "--init-from", str(tiny_qwen3),
-                 "--output", str(tmp_path / "x")]) == 2
+                 "--output-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "has no codescaler.json" in err and "--model" in err
+    assert "has no codescaler.json" in err and "--backbone" in err
     assert not (tmp_path / "x").exists()
 
 
@@ -323,7 +323,7 @@ def test_train_passes_report_to_through_to_trls_config_default_none(
         return codescaler.training.TrainResult(settings.output, None, {})
 
     monkeypatch.setattr(codescaler.training, "train_reward_model", fake_train)
-    assert main(["train", "--pairs", str(pairs_file), "--output", str(tmp_path / "rm"), *flags]) == 0
+    assert main(["train", "--pairs", str(pairs_file), "--output-dir", str(tmp_path / "rm"), *flags]) == 0
     assert seen["report_to"] == expected
 
 
@@ -337,7 +337,7 @@ def test_rl_passes_report_to_into_its_settings(tmp_path: Path, monkeypatch: pyte
         return {}
 
     monkeypatch.setattr(codescaler.rl, "run_rl", fake_run_rl)
-    assert main(["rl", "--output", str(tmp_path / "run"), "--report-to", "tensorboard"]) == 0
+    assert main(["rl", "--output-dir", str(tmp_path / "run"), "--report-to", "tensorboard"]) == 0
     assert seen["s"].report_to == ["tensorboard"]
-    assert main(["rl", "--output", str(tmp_path / "run")]) == 0
+    assert main(["rl", "--output-dir", str(tmp_path / "run")]) == 0
     assert seen["s"].report_to == []

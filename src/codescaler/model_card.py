@@ -90,7 +90,7 @@ def render_model_card(meta: RMMetadata) -> str:
         "scorer = Scorer.load(\"path/to/this/folder\")",
         "scores = scorer.score([problem], [response])   # [Score(raw_score, valid, reward)]",
         "```", "",
-        "Or `codescaler score --model path/to/this/folder`, `codescaler serve --model ...`, and the TRL / verl /",
+        "Or `codescaler score --rm path/to/this/folder`, `codescaler serve --rm ...`, and the TRL / verl /",
         "OpenRLHF rewards of `codescaler.integrations`.",
     ]
     if head:

@@ -81,7 +81,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 _OWN_KEYS = ("lora", "eval_every", "train_limit", "easiest_first", "eval_max_new_tokens", "eval_batch_size")
 # GRPOConfig field -> the CLI flag that sets it, for messages.
 FLAGS = {"per_device_train_batch_size": "--batch-size", "num_generations": "--num-generations",
-         "learning_rate": "--lr", "max_completion_length": "--max-completion-length", "save_steps": "--save-steps"}
+         "learning_rate": "--lr", "max_completion_length": "--max-completion-length", "save_steps": "--save-steps",
+         "train_limit": "--limit"}
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,7 @@ def _check_resume(s: RLSettings) -> None:
         if made.get(key) != now.get(key):
             flag = FLAGS.get(key, "--" + key.replace("_", "-"))
             raise InputError(f"{flag}: this folder's run was made with {made.get(key)!r}, got {now.get(key)!r}",
-                             path=str(path), fix=f"resume with the run's own {flag}, or choose a fresh --output")
+                             path=str(path), fix=f"resume with the run's own {flag}, or choose a fresh --output-dir")
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -324,7 +325,7 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
         _check_resume(s)
     if not s.resume and (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").stat().st_size:
         raise InputError(f"{out} already holds a run (metrics.jsonl)", path=str(out),
-                         fix="pass --resume to continue it, or choose a fresh --output")
+                         fix="pass --resume to continue it, or choose a fresh --output-dir")
     train, held_out = _problems(s, s.train_limit, own["easiest_first"])
     options = ExecuteOptions(workers=s.workers, extract_mode=ExtractMode.STRICT)
     if checkpoint is not None:

@@ -163,7 +163,7 @@ class OpenAISampler:
                     raise httpx.HTTPStatusError("server error", request=resp.request, response=resp)
                 if resp.status_code >= 400:
                     raise InputError(f"{self.url} answered {resp.status_code}: {resp.text[:300]}",
-                                     fix="check --model and the endpoint URL")
+                                     fix="check --endpoint-model and the endpoint URL")
                 choices = resp.json().get("choices")
                 if not isinstance(choices, list) or len(choices) != n:
                     raise InputError(f"{self.url} returned {len(choices or [])} choices, expected {n}",

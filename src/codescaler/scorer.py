@@ -76,7 +76,7 @@ def resolve_checkpoint(model: str) -> str:
             raise InputError(
                 f"the default reward model is not shipped in this build ({path} is missing)",
                 field="model",
-                fix="pass a trained checkpoint with --model PATH (train one with `codescaler train`), "
+                fix="pass a trained checkpoint with --rm PATH (train one with `codescaler train`), "
                 "or a hub reward model such as Skywork/Skywork-Reward-V2-Qwen3-0.6B",
             )
         return str(path)

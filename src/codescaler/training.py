@@ -299,7 +299,7 @@ def load_warm_start(settings: TrainSettings) -> tuple[Any, Any, RMMetadata, Trai
 
     A LoRA checkpoint (the shipped default RM is one) is loaded on its base model with its adapter and
     score head trainable; the adapter's own shape (r, alpha, layers) is kept, so the result is again an
-    adapter over the same base. A full-weight checkpoint loads like ``--model PATH``. The input format
+    adapter over the same base. A full-weight checkpoint loads like ``--backbone PATH``. The input format
     and, unless given, max length come from the checkpoint, so train and score time stay identical.
     Returns the model, tokenizer, metadata, the settings actually used, and provenance for the manifest.
     """
@@ -311,7 +311,7 @@ def load_warm_start(settings: TrainSettings) -> tuple[Any, Any, RMMetadata, Trai
         raise InputError(f"--init-from {settings.init_from!r}: {path} has no {METADATA_FILE}, so its input format "
                          "is unknown", path=str(path), field="init_from",
                          fix="pass a checkpoint written by `codescaler train` (or `default`); to start from a "
-                         "plain backbone use --model")
+                         "plain backbone use --backbone")
     init_meta = read_metadata(path)
     if settings.input_format is not None and settings.input_format is not init_meta.input_format:
         raise InputError(f"--init-from {settings.init_from!r} was trained with input format "

@@ -10,9 +10,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli import options
+
 
 def register(subparsers: Any) -> None:
-    from codescaler.records import ExtractMode
     from codescaler.rerank import Strategy
 
     p = subparsers.add_parser(
@@ -21,14 +22,15 @@ def register(subparsers: Any) -> None:
         "report pass@1 of the selection (hidden tests) with its model and execution cost.")
     p.add_argument("--problems", required=True, type=Path, help="problems JSONL (with visible_tests for tests/hybrid)")
     p.add_argument("--candidates", required=True, type=Path, help="candidates JSONL (response and/or code)")
-    p.add_argument("--model", default="default", help="RM for rm/hybrid/tests+rm (default: %(default)s)")
+    options.add_rm(p, purpose=" for rm/hybrid/cascade/tests+rm")
     p.add_argument("--verdicts", type=Path, default=None,
                    help="hidden-test verdicts JSONL (ground truth); computed with the executor when absent")
     p.add_argument("--n", type=int, nargs="+", default=[4, 8, 16, 32], help="N values (default: 4 8 16 32)")
     p.add_argument("--strategies", nargs="+", choices=[s.value for s in Strategy],
-                   default=["random", "oracle", "rm", "tests", "hybrid", "cascade", "tests+rm"])
+                   default=["random", "oracle", "rm", "tests", "hybrid", "cascade", "tests+rm"],
+                   help="selection strategies to compare (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=20, help="draws per problem (default: 20)")
-    p.add_argument("--base-seed", type=int, default=0)
+    p.add_argument("--base-seed", type=int, default=0, help="seed of the first draw (default: %(default)s)")
     p.add_argument("--top-k", type=int, default=3, help="hybrid: candidates executed, best by RM (default: 3)")
     p.add_argument("--cascade-max", type=int, default=None, metavar="K",
                    help="cascade: execute at most K candidates in RM order (default: up to N)")
@@ -40,13 +42,10 @@ def register(subparsers: Any) -> None:
                    help="generated-tests: seconds it took to generate one problem's tests, if known (model cost)")
     p.add_argument("--scores", type=Path, default=None,
                    help="RM scores JSONL to use as given (task_id, candidate_id, reward[, seconds])")
-    p.add_argument("--output-dir", type=Path, default=Path("runs/bon"))
+    p.add_argument("--output-dir", type=Path, default=Path("runs/bon"),
+                   help="folder for the signal caches and the report (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="parallel sandbox runs (default: CPU count)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default=None, help="RM dtype: auto (default), float32, bfloat16, float16")
-    p.add_argument("--extract-mode", choices=[m.value for m in ExtractMode], default=None,
-                   help="code extraction for the RM (default: the checkpoint's, strict)")
-    p.add_argument("--batch-size", type=int, default=16, help="RM inputs per forward pass")
+    options.add_scorer_options(p, dtype_default=None, full=False)
     p.add_argument("--logprob-model", default="qwen2.5-coder-0.5b-instruct",
                    help="causal LM of the logprob strategy (mean token log-prob of the code, no training)")
     p.set_defaults(func=run)
@@ -58,7 +57,7 @@ def settings_from(args: argparse.Namespace) -> Any:
     from codescaler.rerank import Strategy
 
     return BonSettings(
-        problems=args.problems, candidates=args.candidates, output_dir=args.output_dir, model=args.model,
+        problems=args.problems, candidates=args.candidates, output_dir=args.output_dir, model=args.rm,
         verdicts=args.verdicts, scores=args.scores, n_values=tuple(args.n),
         strategies=tuple(dict.fromkeys(Strategy(s) for s in args.strategies)), seeds=args.seeds,
         base_seed=args.base_seed, top_k=args.top_k, cascade_max=args.cascade_max,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from codescaler import __version__
+from codescaler.cli import options
 from codescaler.data import atomic_write_json, file_sha256
 from codescaler.errors import InputError
 
@@ -27,7 +28,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("name", nargs="?", help="dataset name (see --list)")
     parser.add_argument("--list", action="store_true", help="list dataset names with split and EVAL-ONLY/TRAIN")
     parser.add_argument("--output-dir", type=Path, help="folder for problems/candidates/labels.jsonl + manifest")
-    parser.add_argument("--data-dir", help="public data folder (default: $CODESCALER_DATA, then ../shared/data)")
+    options.add_data_dir(parser)
     parser.add_argument("--cache-dir", type=Path, help="cache of computed expected outputs (humaneval-plus, "
                         "mbpp-plus); default $CODESCALER_CACHE or ~/.cache/codescaler")
     parser.add_argument("--format", default="jsonl", help="jsonl (canonical files, default) or verl (NAME.parquet "

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli import options
 from codescaler.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -26,25 +27,21 @@ def register(subparsers: Any) -> None:
                                    description="Measure how often a reward model prefers the better program.")
     bench = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     pairs = bench.add_parser("pairs", help="accuracy on a pairs JSONL (prompt, chosen, rejected)")
-    pairs.add_argument("--pairs", required=True, type=Path)
+    pairs.add_argument("--pairs", required=True, type=Path, help="pairs JSONL (prompt, chosen, rejected[, language])")
     hep = bench.add_parser("hep", help="HumanEvalPack canonical vs buggy (RewardBench hep-*)")
     hep.add_argument("--languages", default="python", help="comma list of python,js,java,go,cpp,rust")
     rmb = bench.add_parser("rm-bench", help="RM-Bench code domain: hard/normal/easy accuracy")
     for sub, default_input in ((pairs, "code"), (hep, "code"), (rmb, "response")):
-        sub.add_argument("--model", required=True, help="RM checkpoint, short name or hub id")
+        options.add_rm(sub, required=True)
         sub.add_argument("--output", type=Path, default=None, help="JSON file to write (default: print)")
         sub.add_argument("--baselines", action="store_true",
                          help="also score length-only judges (shorter / longer code wins), the untrained backbone "
                          "and Qwen2.5-Coder-0.5B code log-prob, the same way")
         sub.add_argument("--input", choices=["code", "response"], default=default_input,
                          help="what the RM sees: extracted code or the whole response (default: %(default)s)")
-        sub.add_argument("--extract-mode", choices=["strict", "lenient"], default=None,
-                         help="default: the checkpoint's (strict)")
-        sub.add_argument("--limit", type=int, default=None, help="first N items only (quick checks)")
-        sub.add_argument("--batch-size", type=int, default=16)
-        sub.add_argument("--device", default=None)
-        sub.add_argument("--data-dir", type=Path, default=None,
-                         help="public data folder (default: $CODESCALER_DATA or ../shared/data)")
+        options.add_limit(sub, what="items (quick checks)")
+        options.add_scorer_options(sub)
+        options.add_data_dir(sub)
         sub.add_argument("--logprob-model", default="qwen2.5-coder-0.5b-instruct",
                          help="causal LM for the log-prob baseline (default: %(default)s)")
         sub.set_defaults(func=run)
@@ -80,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--limit must be >= 1, got {args.limit}", field="--limit")
     kind, items = _load(args)
     items = items[: args.limit] if args.limit else items
-    scorer = Scorer.load(args.model, device=args.device, batch_size=args.batch_size)
+    scorer = Scorer.load(args.rm, **options.scorer_kwargs(args))
     extract_mode = ExtractMode(args.extract_mode) if args.extract_mode else scorer.extract_mode
     evaluate = pairwise.evaluate_pairs if kind == "pairs" else pairwise.evaluate_rm_bench
 
@@ -90,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         result["seconds"] = round(time.monotonic() - started, 2)
         return result
 
-    report: dict[str, Any] = {"benchmark": args.benchmark, "model": args.model, "input": args.input,
+    report: dict[str, Any] = {"benchmark": args.benchmark, "model": args.rm, "input": args.input,
                               "extract_mode": extract_mode.value, "scorer": scorer.info, "rm": measure(scorer.score_codes)}
     if args.baselines:
         report["baselines"] = {}
@@ -100,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         report["baselines"]["shorter_code_wins"] = measure(lambda _p, codes: [-float(len(c)) for c in codes])
         report["baselines"]["longer_code_wins"] = measure(lambda _p, codes: [float(len(c)) for c in codes])
         try:
-            untrained = baselines.untrained_backbone(resolve_checkpoint(args.model), device=args.device,
+            untrained = baselines.untrained_backbone(resolve_checkpoint(args.rm), device=args.device,
                                                      batch_size=args.batch_size)
             report["baselines"]["untrained_backbone"] = measure(untrained.score_codes)
         except InputError as err:

@@ -9,16 +9,14 @@ counts.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import logging
-import math
 import sys
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli import options as cli
 from codescaler.data import file_sha256
 from codescaler.errors import InputError
 from codescaler.records import MIN_MEMORY_MB, Candidate, ExtractMode, Limits, Problem
@@ -38,13 +36,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--problems", required=True, type=Path, help="problems JSONL (canonical form)")
     p.add_argument("--candidates", required=True, type=Path, help="candidates JSONL (response and/or code)")
     p.add_argument("--output", required=True, type=Path, help="verdicts JSONL (appended, resumable)")
-    p.add_argument("--workers", type=_positive_int, default=None, help="parallel runs (default: CPU count)")
-    p.add_argument("--timeout", type=_positive_float, default=Limits.cpu_seconds, metavar="S",
+    p.add_argument("--workers", type=cli.positive_int, default=None, help="parallel runs (default: CPU count)")
+    p.add_argument("--timeout", type=cli.positive_seconds, default=Limits.cpu_seconds, metavar="S",
                    help="CPU seconds per run; the wall-clock limit is twice this (default %(default)s)")
-    p.add_argument("--memory-mb", type=_memory_mb, default=Limits.memory_mb,
+    p.add_argument("--memory-mb", type=cli.memory_mb, default=Limits.memory_mb,
                    help=f"address space per run, at least {MIN_MEMORY_MB} (default %(default)s)")
-    p.add_argument("--extract", choices=[m.value for m in ExtractMode], default=ExtractMode.LENIENT.value,
-                   help="how code is read out of `response` (default lenient)")
+    cli.add_extract_mode(p, default=ExtractMode.LENIENT.value, old=("--extract",),
+                     help="how code is read out of `response` (default: lenient, unlike the RM verbs: a "
+                     "test verdict should judge the program, not its formatting)")
     p.add_argument("--skip-unknown", action="store_true",
                    help="skip (and count) candidates whose task_id is not in --problems instead of failing")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the verdict cache")
@@ -53,42 +52,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from err
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from err
-    # inf would reach setrlimit as an overflow: every run an `error` verdict that a resume never retries.
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
-    return value
-
-
-def _memory_mb(text: str) -> int:
-    value = _positive_int(text)
-    if value < MIN_MEMORY_MB:
-        raise argparse.ArgumentTypeError(f"expected at least {MIN_MEMORY_MB} (MiB; Python itself needs about 24 "
-                                         f"to start), got {value}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     from codescaler import data
 
     problems = _index_problems(data.read_problems(args.problems), args.problems)
     candidates = data.read_candidates(args.candidates, prompts={t: p.prompt for t, p in problems.items()})
     unknown = _check_candidates(candidates, problems, args.candidates, args.problems, args.skip_unknown)
-    with _exclusive(args.output):
+    with cli.exclusive_output(args.output, "execute"):
         return _run_locked(args, problems, candidates, unknown)
 
 
@@ -100,14 +70,14 @@ def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidat
     from codescaler.executor import ExecuteOptions, VerdictCache, default_cache_dir, execute
     from codescaler.sandbox import HARNESS_VERSION, isolation
 
-    with _writing(args.output):  # cutting a torn tail writes
+    with cli.writing_output(args.output):  # cutting a torn tail writes
         store = data.AppendStore(args.output, data.task_candidate_key,
                                  fix="choose another --output, or delete the damaged line to resume")
     done = store.done()
     jobs = [(problems[c.task_id], c) for c in candidates
             if c.task_id in problems and (c.task_id, c.candidate_id) not in done]
     limits = Limits(cpu_seconds=args.timeout, wall_seconds=2 * args.timeout, memory_mb=args.memory_mb)
-    options = ExecuteOptions(workers=args.workers, limits=limits, extract_mode=ExtractMode(args.extract),
+    options = ExecuteOptions(workers=args.workers, limits=limits, extract_mode=ExtractMode(args.extract_mode),
                              cache_dir=args.cache_dir, use_cache=not args.no_cache)
     if options.use_cache:  # refuse an unusable cache now, before any output is written
         VerdictCache(options.cache_dir or default_cache_dir()).close()
@@ -116,7 +86,7 @@ def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidat
         "command": "execute", "harness_version": HARNESS_VERSION,
         "isolation": {"kind": iso.kind, "detail": iso.detail},
         "settings": {"limits": asdict(limits),
-                     "workers": options.worker_count(), "extract": args.extract, "cache": not args.no_cache},
+                     "workers": options.worker_count(), "extract": args.extract_mode, "cache": not args.no_cache},
         "inputs": {"problems": {"path": str(args.problems), "sha256": file_sha256(args.problems)},
                    "candidates": {"path": str(args.candidates), "sha256": file_sha256(args.candidates)}},
     }
@@ -124,7 +94,7 @@ def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidat
                 len(candidates), len(done), args.output, len(jobs), unknown, iso.kind)
     counts: Counter[str] = Counter()
     manifest_path = args.output.with_name(args.output.name + ".manifest.json")
-    with _writing(args.output):
+    with cli.writing_output(args.output):
         data.atomic_write_json(manifest_path, {**manifest, "counts": None, "finished": False})
         with store, tqdm(total=len(jobs), unit="cand", desc="execute", disable=None, file=sys.stderr) as bar:
             for verdict in execute(jobs, options):
@@ -172,33 +142,3 @@ def _check_candidates(candidates: list[Candidate], problems: dict[str, Problem],
     if unknown:
         logger.warning("skipping %d candidates of %d unknown task_ids", sum(unknown.values()), len(unknown))
     return sum(unknown.values())
-
-
-@contextlib.contextmanager
-def _exclusive(output: Path) -> Any:
-    """Hold an flock on ``OUTPUT.lock`` for the whole run: a second run on the same output (which would
-    append the same verdicts again, or cut a "torn" line the first one is writing) is refused."""
-    if output.is_dir():
-        raise InputError("is a directory", path=str(output), field="--output", fix="give a file path for the verdicts")
-    lock_path = output.with_name(output.name + ".lock")
-    with contextlib.ExitStack() as stack:
-        with _writing(output):
-            output.parent.mkdir(parents=True, exist_ok=True)
-            handle = stack.enter_context(open(lock_path, "a+", encoding="utf-8"))
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError("another codescaler execute is writing to this output", path=str(output),
-                             field="--output", fix="wait for it to finish (or stop it), then re-run to resume") from None
-        yield
-
-
-@contextlib.contextmanager
-def _writing(output: Path) -> Any:
-    """OSError while writing the output (full disk, no permission, a file where a folder should be) ->
-    one InputError line; every verdict already written stays, and re-running resumes."""
-    try:
-        yield
-    except OSError as err:
-        raise InputError(f"cannot write: {err.strerror or err}", path=str(err.filename or output), field="--output",
-                         fix="free space / fix permissions or choose another --output; re-run to resume") from None

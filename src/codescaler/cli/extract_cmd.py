@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli.options import add_extract_mode
 from codescaler.records import ExtractMode, Language
 
 logger = logging.getLogger(__name__)
@@ -27,12 +28,8 @@ def register(subparsers: Any) -> None:
         "rows plus code (null when there is no valid code) and status (ok, no_block, multiple_blocks, "
         "unclosed_block, empty, syntax_error). Rules: docs/extraction.md.",
     )
-    p.add_argument(
-        "--mode",
-        choices=[m.value for m in ExtractMode],
-        default=ExtractMode.STRICT.value,
-        help="strict = exactly one closed fenced block that parses (default); lenient = best effort",
-    )
+    add_extract_mode(p, default=ExtractMode.STRICT.value, old=("--mode",),
+                     help="strict = exactly one closed fenced block that parses (default); lenient = best effort")
     p.add_argument("--input", required=True, type=Path, help="responses JSONL")
     p.add_argument("--output", required=True, type=Path, help="JSONL to write (atomically)")
     p.set_defaults(func=run)
@@ -46,13 +43,13 @@ def run(args: Any) -> int:
     counts: Counter[str] = Counter()
     out_rows: list[dict[str, Any]] = []
     for row, language in rows:
-        found = extract_code(row["response"], language, args.mode, entry_point=row.get("entry_point"))
+        found = extract_code(row["response"], language, args.extract_mode, entry_point=row.get("entry_point"))
         counts[found.status.value] += 1
         out_rows.append({**row, "code": found.code, "status": found.status.value})
     atomic_write_jsonl(args.output, out_rows)  # U+2028/U+2029 escaped: splitlines() readers see one row
     summary = ", ".join(f"{status} {n}" for status, n in counts.most_common())
     logger.info(
-        "extracted %d rows (%s mode) -> %s: %s", len(rows), args.mode, args.output, summary or "no rows"
+        "extracted %d rows (%s mode) -> %s: %s", len(rows), args.extract_mode, args.output, summary or "no rows"
     )
     return 0
 

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli import options
 from codescaler.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--per-problem", type=int, default=8, metavar="N", help="mutants per problem (default 8)")
     p.add_argument("--kinds", default=None,
                    help="comma-separated mutation kinds (default: all): " + _kind_names())
-    p.add_argument("--limit", type=int, default=None, metavar="K", help="only the first K problems with a reference")
+    options.add_limit(p, what="problems with a reference")
     p.add_argument("--no-reference", action="store_true", help="do not include the reference as a candidate")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the mutant choice (default: %(default)s)")
     p.add_argument("--execute", action="store_true", help="run every candidate and write --verdicts")
     p.add_argument("--verdicts", type=Path, default=None, help="verdicts JSONL to write (with --execute)")
     p.add_argument("--workers", type=int, default=None, help="parallel executions (default: one per CPU)")

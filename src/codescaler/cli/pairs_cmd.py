@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli import options
 from codescaler.data import file_sha256
 from codescaler.errors import InputError
 
@@ -39,8 +40,8 @@ def register(subparsers: Any) -> None:
                    help="drop pairs until the rejected is longer as often as shorter")
     p.add_argument("--cross-problem-fraction", type=float, default=0.0, metavar="F",
                    help="share of pairs whose rejected is a correct program of another problem")
-    p.add_argument("--extract-mode", choices=["strict", "lenient"], default="strict")
-    p.add_argument("--seed", type=int, default=0)
+    options.add_extract_mode(p, default="strict", help="how code is read out of responses (default: strict)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair sampling (default: %(default)s)")
     p.set_defaults(func=run)
 
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli import options
 from codescaler.errors import InputError
 
 
@@ -24,11 +25,10 @@ def register(subparsers: Any) -> None:
         "softplus), tests (1 when the extracted code passes the hidden tests, else 0), rm+tests (their sum). "
         "Writes metrics.jsonl (one row per step), eval.jsonl (held-out greedy pass@1), checkpoints (docs/rl.md).",
     )
-    p.add_argument("--output", required=True, type=Path, help="run folder (metrics, eval, checkpoints)")
+    options.flag(p, "--output-dir", "--output", required=True, type=Path, help="run folder (metrics, eval, checkpoints)")
     p.add_argument("--reward", choices=REWARDS, default="rm", help="default: %(default)s")
-    p.add_argument("--policy", default=DEFAULT_POLICY, help="short name, HF folder or hub id (default: %(default)s)")
-    p.add_argument("--rm", default="default", help="reward model for rm rewards: checkpoint folder, short name or "
-                   "hub id (default: the shipped RM)")
+    options.add_policy(p, default=DEFAULT_POLICY)
+    options.add_rm(p, purpose=" for rm rewards", old=())
     p.add_argument("--problems", default=DEFAULT_TRAIN,
                    help="training problems: JSONL path, mbpp-train, or a TRAIN dataset of `codescaler data "
                    "--list` (default: %(default)s = MBPP task ids 601-974)")
@@ -38,11 +38,11 @@ def register(subparsers: Any) -> None:
                    help="gpu: the paper's hyperparameters, full fine-tuning; cpu: 0.5B + LoRA, 4 prompts x 4 "
                    "rollouts, held-out eval every 5 steps; smoke: 2 steps on 8 easy problems, no checkpoint "
                    "(default: %(default)s)")
-    p.add_argument("--max-steps", type=int, default=100)
+    p.add_argument("--max-steps", type=int, default=100, help="GRPO steps (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=None,
                    help="held-out eval every K steps (always at step 0 and at the end; default: the preset's)")
-    p.add_argument("--train-limit", type=int, default=None,
-                   help="use the first N training problems (default: the preset's; all for gpu and cpu)")
+    options.flag(p, "--limit", "--train-limit", type=int, default=None, metavar="K",
+                 help="use the first K training problems (default: the preset's; all for gpu and cpu)")
     lora = p.add_mutually_exclusive_group()
     lora.add_argument("--lora", dest="lora", action="store_true", default=None,
                       help="train LoRA adapters (default for the cpu and smoke presets)")
@@ -58,9 +58,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (override the preset)")
     p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (override the preset; smoke: none)")
     p.add_argument("--workers", type=int, default=None, help="execution workers (default: CPU count)")
-    p.add_argument("--data-dir", default=None, help="public data folder (default: CODESCALER_DATA or ../shared/data)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output")
+    options.add_data_dir(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output-dir")
     p.add_argument("--report-to", nargs="+", default=["none"], metavar="TRACKER",
                    help="experiment trackers for TRL (tensorboard, wandb, trackio, ...; default: none)")
     p.set_defaults(func=run)
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from codescaler.rl import RLSettings, run_rl
 
     for flag in ("max_steps", "eval_limit", "max_completion_length", "batch_size", "num_generations", "save_steps",
-                 "train_limit", "workers"):
+                 "limit", "workers"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}", fix="pass a positive number")
@@ -80,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
     ) if value is not None}
     eval_problems = None if str(args.eval_problems).lower() == "none" else args.eval_problems
     settings = RLSettings(
-        output=args.output, reward=args.reward, policy=args.policy, rm=args.rm, problems=args.problems,
+        output=args.output_dir, reward=args.reward, policy=args.policy, rm=args.rm, problems=args.problems,
         eval_problems=eval_problems, preset=args.preset, max_steps=args.max_steps, eval_every=args.eval_every,
-        train_limit=args.train_limit, eval_limit=args.eval_limit, resume=args.resume, seed=args.seed,
-        data_dir=args.data_dir, workers=args.workers, lora=args.lora, lora_r=args.lora_r,
+        train_limit=args.limit, eval_limit=args.eval_limit, resume=args.resume, seed=args.seed,
+        data_dir=str(args.data_dir) if args.data_dir else None, workers=args.workers, lora=args.lora, lora_r=args.lora_r,
         lora_alpha=args.lora_alpha, overrides=overrides,
         report_to=[] if args.report_to == ["none"] else list(args.report_to))
     result = run_rl(settings)

@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from codescaler.cli import options
 from codescaler.errors import InputError
 
 
@@ -18,20 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--output resumes: problems that already have N candidates are skipped.",
     )
     p.add_argument("--problems", required=True, help="canonical problem JSONL")
-    p.add_argument("--output", required=True, help="candidate JSONL to append to")
+    p.add_argument("--output", required=True, help="candidate JSONL file to append to")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", default="qwen2.5-coder-0.5b-instruct",
-                     help="HF causal LM: a prepared short name, a local folder or a hub id "
-                     "(default: %(default)s, the embedded policy)")
+    options.add_policy(src, default="qwen2.5-coder-0.5b-instruct", old=("--model",))
     src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--endpoint-model", default="default", help="model name sent to --endpoint")
     p.add_argument("--n", type=int, default=8, help="responses per problem (default %(default)s)")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default %(default)s)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="tokens per response (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per generate() call")
-    p.add_argument("--limit", type=int, help="only the first K problems")
-    p.add_argument("--seed", type=int, default=0)
+    options.add_limit(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
     p.add_argument("--dtype", default="auto", help="auto (bf16), float32, bfloat16, float16")
     p.set_defaults(func=run)
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from codescaler.models import resolve_model
 
-        sampler = HFSampler(resolve_model(args.model), config, device=args.device, dtype=args.dtype)
+        sampler = HFSampler(resolve_model(args.policy), config, device=args.device, dtype=args.dtype)
     with store, tqdm(total=todo, desc="sampling", unit="problem") as bar:
         for batch in sample_candidates(problems, sampler, config, done=done):
             store.extend(candidate_to_json(cand) for cand in batch)  # flushed per row, fsynced per batch

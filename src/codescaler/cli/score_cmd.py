@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli import options
+
 logger = logging.getLogger(__name__)
 
 _CHUNK = 256  # items handed to the Scorer at a time: bounds memory and drives the progress bar
@@ -26,22 +28,10 @@ def register(subparsers: Any) -> None:
         description="Extract code from each response, score it with an RM, and shape the reward "
         "(no valid code -> raw_score null, reward 0).",
     )
-    parser.add_argument("--model", default="default",
-                        help="'default', a checkpoint folder, a short name (minilm, qwen2.5-coder-0.5b-instruct) "
-                        "or a hub id (default: %(default)s)")
+    options.add_rm(parser)
     parser.add_argument("--input", required=True, type=Path, help="JSONL with id, prompt, response[, language]")
     parser.add_argument("--output", required=True, type=Path, help="JSONL to write (input fields + scores)")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
-    parser.add_argument("--max-length", type=int, default=None, help="token limit (default: the checkpoint's)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    parser.add_argument("--extract-mode", choices=["strict", "lenient"], default=None,
-                        help="override the checkpoint's extraction mode (default: strict)")
-    parser.add_argument("--input-format", choices=["chat_template", "plain"], default=None,
-                        help="for plain HF reward models without codescaler.json")
-    parser.add_argument("--no-prefix-sharing", dest="prefix_sharing", action="store_false",
-                        help="run every item in full instead of reusing a problem's shared prefix across its "
-                        "candidates (same scores to float noise; for timing comparisons)")
+    options.add_scorer_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -59,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from codescaler.scorer import Scorer
 
     items = read_items(args.input)
-    scorer = Scorer.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                         extract_mode=args.extract_mode, max_length=args.max_length,
-                         input_format=args.input_format, prefix_sharing=args.prefix_sharing)
+    scorer = Scorer.load(args.rm, **options.scorer_kwargs(args))
     rows: list[dict[str, Any]] = []
     with tqdm(total=len(items), desc="score", unit="item", disable=None) as bar:
         for start in range(0, len(items), _CHUNK):

@@ -1,6 +1,6 @@
 """``codescaler serve``: the reward model behind HTTP (``/score``, OpenRLHF ``/get_reward``, ``/health``, ``/info``).
 
-The model is loaded before the port is bound, so a bad ``--model`` fails fast with exit 2. Binds
+The model is loaded before the port is bound, so a bad ``--rm`` fails fast with exit 2. Binds
 127.0.0.1 by default: the server has no authentication, so exposing it is an explicit choice (``--host
 0.0.0.0``). SIGTERM (or Ctrl-C) stops accepting connections, lets in-flight requests finish (up to
 ``--graceful-timeout`` seconds) and drains the scoring queue; after a SIGTERM the process exits 0.
@@ -15,6 +15,7 @@ import math
 import signal
 from typing import Any
 
+from codescaler.cli import options
 from codescaler.errors import InputError
 from codescaler.extras import require
 
@@ -28,8 +29,7 @@ def register(subparsers: Any) -> None:
         description="Serve a reward model over HTTP: POST /score, POST /get_reward (OpenRLHF --remote_rm_url), "
         "GET /health, GET /info. Concurrent requests are micro-batched into the model.",
     )
-    parser.add_argument("--model", default="default",
-                        help="'default', a checkpoint folder, a short name or a hub id (default: %(default)s)")
+    options.add_rm(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, local only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=64,
@@ -47,10 +47,7 @@ def register(subparsers: Any) -> None:
                         help="waiting requests before answering 503 (default: %(default)s)")
     parser.add_argument("--graceful-timeout", type=float, default=30.0,
                         help="seconds in-flight requests get to finish on shutdown (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    parser.add_argument("--max-length", type=int, default=None, help="token limit (default: the checkpoint's)")
+    options.add_scorer_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -93,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if not loopback:
         logger.warning("binding %s: the reward server has no authentication; anyone who can reach this "
                        "address can use it", args.host)
-    scorer = Scorer.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                         max_length=args.max_length)
+    scorer = Scorer.load(args.rm, **options.scorer_kwargs(args))
     app = create_app(scorer, settings)
     # keep-alive 75 s (uvicorn's default is 5 s): trainers reuse connections between rollout steps, and a
     # server closing an idle connection just as the client reuses it shows up as a client ReadError.

@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from codescaler.cli import options
 from codescaler.errors import InputError
 from codescaler.extras import require
 
@@ -22,18 +23,17 @@ def register(subparsers: Any) -> None:
         help="train a reward model on preference pairs",
         description="Train a Bradley-Terry reward model with TRL's RewardTrainer on pairs JSONL (prompt, "
         "chosen, rejected responses[, margin, task_id, language]); the RM sees the problem and ONLY the "
-        "extracted code. Writes an HF folder + codescaler.json to --output (docs/training.md).",
+        "extracted code. Writes an HF folder + codescaler.json to --output-dir (docs/training.md).",
     )
     p.add_argument("--pairs", required=True, type=Path, nargs="+", help="training pairs JSONL (several: concatenated)")
-    p.add_argument("--output", required=True, type=Path, help="checkpoint folder to write")
-    p.add_argument("--model", default=None,
-                   help="backbone: short name (minilm, qwen2.5-coder-0.5b-instruct), HF folder or hub id of a "
-                   "causal LM, encoder or 1-label RM (default: minilm; with --head qwen2.5-coder-0.5b-instruct)")
+    options.flag(p, "--output-dir", "--output", required=True, type=Path, help="checkpoint folder to write")
+    options.add_backbone(p, help="short name (minilm, qwen2.5-coder-0.5b-instruct), HF folder or hub id of a "
+                         "causal LM, encoder or 1-label RM (default: minilm; with --head qwen2.5-coder-0.5b-instruct)")
     held = p.add_mutually_exclusive_group()
     held.add_argument("--eval-pairs", type=Path, default=None, help="held-out pairs JSONL")
     held.add_argument("--eval-fraction", type=float, default=0.1,
                       help="fraction of PROBLEMS held out when no --eval-pairs (default: %(default)s)")
-    p.add_argument("--extract-mode", choices=["strict", "lenient"], default="strict")
+    options.add_extract_mode(p, default="strict", help="how code is read out of each pair's responses (default: strict)")
     p.add_argument("--input-format", choices=["chat_template", "plain"], default=None,
                    help="default: chat_template when the tokenizer has one, else plain")
     p.add_argument("--max-length", type=int, default=None,
@@ -42,33 +42,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="continue training a codescaler RM checkpoint (a folder, or `default` for the shipped "
                    "RM) on --pairs with a fresh optimizer; a LoRA checkpoint keeps its adapter shape and base, "
-                   "and the input format comes from the checkpoint (--model is then ignored)")
+                   "and the input format comes from the checkpoint (--backbone is then ignored)")
     p.add_argument("--head", choices=["linear", "mlp"], default=None,
                    help="the CPU path (docs/reward_model.md): a Bradley-Terry head of this kind over cached "
-                   "features of a frozen causal-LM backbone (--model, default qwen2.5-coder-0.5b-instruct), "
+                   "features of a frozen causal-LM backbone (--backbone, default qwen2.5-coder-0.5b-instruct), "
                    "fitted on every pair; the LoRA/TRL flags below do not apply")
-    from codescaler.cli.features_cmd import add_feature_flags
-
-    add_feature_flags(p, with_model=False)
-    p.add_argument("--l2", type=float, nargs="+", default=None,
-                   help="--head: L2 strengths to cross-validate (default 1e-4 1e-3 1e-2 0.1 1)")
-    p.add_argument("--free", nargs="+", default=None, metavar="NAME",
-                   help="--head: feature groups (likelihood, facts, h24.last ...) or columns (lp_mean) whose "
-                        "weights are not penalised, so a strongly regularised head falls back to them")
-    p.add_argument("--folds", type=int, default=5, help="--head: cross-validation folds, grouped by problem")
+    options.add_feature_flags(p, with_backbone=False)
+    options.add_head_flags(p)
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter (+ the score head)")
-    p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--lora-alpha", type=int, default=32)
-    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--lora-r", type=int, default=16, help="with --lora: adapter rank (default: %(default)s)")
+    p.add_argument("--lora-alpha", type=int, default=32, help="with --lora: adapter alpha (default: %(default)s)")
+    p.add_argument("--lora-dropout", type=float, default=0.05, help="with --lora: adapter dropout (default: %(default)s)")
     p.add_argument("--lora-layers", type=int, default=0,
                    help="with --lora: adapt only the last N transformer layers; the backward pass then stops "
                    "there, which makes CPU training several times cheaper (default 0: all layers)")
     p.add_argument("--merge", action="store_true", help="with --lora: save merged full weights")
-    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the training pairs (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-5 full, 1e-4 LoRA)")
     p.add_argument("--batch-size", type=int, default=8, help="pairs per device per step (--head: programs per forward)")
-    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (default: %(default)s)")
     p.add_argument("--margin-scale", type=float, default=0.0,
                    help="use margin = SCALE * row margin in the loss (default 0: plain Bradley-Terry)")
     p.add_argument("--center-rewards-coefficient", type=float, default=None,
@@ -80,8 +73,8 @@ def register(subparsers: Any) -> None:
                    help="bf16 mixed precision; auto: on with a bf16-capable GPU, off on CPU")
     p.add_argument("--eval-max-pairs", type=int, default=0,
                    help="evaluate on a seeded sample of at most N held-out pairs (default 0: all)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output-dir")
     p.add_argument("--stats-pairs", type=int, default=256,
                    help="training pairs scored afterwards for score_mean/std (default: %(default)s)")
     p.add_argument("--report-to", nargs="+", default=["none"], metavar="TRACKER",
@@ -108,7 +101,7 @@ def reproduce_command(args: argparse.Namespace) -> str:
     for key, value in sorted(vars(args).items()):
         if key in ("func", "verb", "verbose", "resume") or value is None or value is False:
             continue
-        if key == "model" and args.init_from:
+        if key == "backbone" and args.init_from:
             continue  # the checkpoint names its own base
         if key == "eval_fraction" and args.eval_pairs is not None:
             continue  # mutually exclusive with --eval-pairs
@@ -127,10 +120,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.head:
-        from codescaler.cli.features_cmd import run_head_training
-
-        return run_head_training(args, reproduce_command(args))
-    args.model = args.model or "minilm"
+        return options.run_head_training(args, reproduce_command(args))
+    args.backbone = args.backbone or "minilm"
     if len(args.pairs) != 1:
         raise InputError("TRL training takes one --pairs file", field="--pairs", fix="concatenate them first")
     args.pairs = args.pairs[0]
@@ -146,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                         (args.epochs, "--epochs")):
         _positive(value, flag)
     settings = TrainSettings(
-        pairs=args.pairs, output=args.output, model=args.model, eval_pairs=args.eval_pairs,
+        pairs=args.pairs, output=args.output_dir, model=args.backbone, eval_pairs=args.eval_pairs,
         eval_fraction=args.eval_fraction, extract_mode=ExtractMode(args.extract_mode),
         input_format=InputFormat(args.input_format) if args.input_format else None,
         max_length=args.max_length, margin_scale=args.margin_scale, lora=args.lora, lora_r=args.lora_r,
@@ -156,11 +147,11 @@ def run(args: argparse.Namespace) -> int:
         command=reproduce_command(args),
     )
     settings.validate()
-    existing = args.output.is_dir() and (
-        (args.output / "codescaler.json").exists() or any(args.output.glob("checkpoint-*")))
+    existing = args.output_dir.is_dir() and (
+        (args.output_dir / "codescaler.json").exists() or any(args.output_dir.glob("checkpoint-*")))
     if existing and not args.resume:
-        raise InputError(f"{args.output} already holds a checkpoint", path=str(args.output),
-                         fix="pass --resume to continue it, or choose a new --output")
+        raise InputError(f"{args.output_dir} already holds a checkpoint", path=str(args.output_dir),
+                         fix="pass --resume to continue it, or choose a new --output-dir")
     cuda = torch.cuda.is_available()
     bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cuda and torch.cuda.is_bf16_supported())
     checkpointing = args.gradient_checkpointing == "on" or (args.gradient_checkpointing == "auto" and cuda)
@@ -168,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     n_pairs = len(read_pairs(args.pairs, ExtractMode(args.extract_mode))[0])
     lr = args.lr if args.lr is not None else (1e-4 if args.lora else 2e-5)
     config = RewardConfig(
-        output_dir=str(args.output), learning_rate=lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
+        output_dir=str(args.output_dir), learning_rate=lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
         gradient_accumulation_steps=args.grad_accum, seed=args.seed, bf16=bf16,
         gradient_checkpointing=checkpointing, center_rewards_coefficient=args.center_rewards_coefficient,

@@ -111,7 +111,7 @@ def check_hub_model(model_id: str) -> None:
     """Make sure the hub id ``model_id`` can be loaded, quickly, before transformers tries (and prints a
     traceback after minutes of retries): a copy in the local hub cache is enough; otherwise the hub must be
     reachable (one request, ``HUB_PROBE_SECONDS``) and know the model. Raises ``InputError`` (one line,
-    naming ``--model DIR`` as the way out) when offline without a cached copy, unreachable, or unknown."""
+    naming a local folder as the way out) when offline without a cached copy, unreachable, or unknown."""
     import httpx
     from huggingface_hub import constants, try_to_load_from_cache
     from huggingface_hub.utils import build_hf_headers
@@ -122,8 +122,8 @@ def check_hub_model(model_id: str) -> None:
                 return
         except Exception as err:  # an id the hub's validator refuses (bad characters ...)
             raise InputError(f"{model_id!r} is neither a folder nor a valid hub id ({err})", field="model",
-                             fix="pass --model DIR, a local checkpoint folder") from None
-    way_out = (f"pass --model DIR, a local checkpoint folder (where the hub is reachable: "
+                             fix="pass a local checkpoint folder DIR instead (--rm DIR, --policy DIR, --backbone DIR)") from None
+    way_out = (f"pass a local checkpoint folder DIR instead (--rm DIR, --policy DIR, --backbone DIR; where the hub is reachable: "
                f"`hf download {model_id} --local-dir DIR`)")
     if constants.is_offline_mode():
         raise InputError(f"hub model {model_id!r} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE is set)",
