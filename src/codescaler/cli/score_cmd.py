@@ -1,7 +1,9 @@
 """``codescaler score``: score responses with a reward model (JSONL in, JSONL out).
 
 Input: one JSON object per line with ``id``, ``prompt`` (the problem statement), ``response`` (the raw
-model answer; code is extracted from it) and optionally ``language`` (default python). Output: every
+model answer; code is extracted from it) and optionally ``language`` (default python); with ``--problems``, candidate rows without a prompt
+too: evalplus ``{"task_id", "solution"}``, human-eval ``{"task_id", "completion"}`` and canonical candidates
+(``data.read_score_inputs``). Output: every
 input line's fields plus ``raw_score`` (null when no valid code), ``valid`` and ``reward``, in input
 order, written atomically (``codescaler.data.atomic_write_jsonl``: a temp file in the output's folder,
 then renamed, with the umask's mode), so an interrupted run never leaves a half-written output.
@@ -30,6 +32,8 @@ def register(subparsers: Any) -> None:
                         help="'default', a checkpoint folder, a short name (minilm, qwen2.5-coder-0.5b-instruct) "
                         "or a hub id (default: %(default)s)")
     parser.add_argument("--input", required=True, type=Path, help="JSONL with id, prompt, response[, language]")
+    parser.add_argument("--problems", type=Path, default=None,
+                        help="problems JSONL: lets --input be evalplus/human-eval sample files (no prompt)")
     parser.add_argument("--output", required=True, type=Path, help="JSONL to write (input fields + scores)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
     parser.add_argument("--max-length", type=int, default=None, help="token limit (default: the checkpoint's)")
@@ -45,11 +49,14 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def read_items(path: Path) -> list[dict[str, Any]]:
-    """Read and validate the input JSONL (``data.read_score_items``); InputError names the line and field."""
-    from codescaler.data import read_score_items
+def read_items(path: Path, problems_path: Path | None = None) -> list[tuple[dict[str, Any], Any]]:
+    """Read and validate the input JSONL (``data.read_score_inputs``); InputError names the line and field."""
+    from codescaler.data import read_problems, read_score_inputs
 
-    return read_score_items(path)
+    problems = None
+    if problems_path is not None:
+        problems = {p.task_id: p for p in read_problems(problems_path, require_tests=False)}
+    return read_score_inputs(path, problems)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from codescaler.data import atomic_write_jsonl
     from codescaler.scorer import Scorer
 
-    items = read_items(args.input)
+    items = read_items(args.input, args.problems)
     scorer = Scorer.load(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                          extract_mode=args.extract_mode, max_length=args.max_length,
                          input_format=args.input_format, prefix_sharing=args.prefix_sharing)
@@ -66,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=len(items), desc="score", unit="item", disable=None) as bar:
         for start in range(0, len(items), _CHUNK):
             chunk = items[start:start + _CHUNK]
-            scores = scorer.score([it["prompt"] for it in chunk], [it["response"] for it in chunk],
-                                  [it.get("language") for it in chunk])
-            for item, score in zip(chunk, scores, strict=True):
+            scores = scorer.score_items([it for _, it in chunk])
+            for (item, _), score in zip(chunk, scores, strict=True):
                 rows.append({**item, "raw_score": score.raw_score, "valid": score.valid, "reward": score.reward})
             bar.update(len(chunk))
     atomic_write_jsonl(args.output, rows)
