@@ -86,6 +86,9 @@ class _FakeScorer:
     def score(self, prompts, responses, languages=None):  # noqa: ANN001, ANN201
         return [Score(raw_score=1.0, valid=True, reward=1.3) for _ in prompts]
 
+    def score_items(self, items):  # noqa: ANN001, ANN201
+        return [Score(raw_score=1.0, valid=True, reward=1.3) for _ in items]
+
 
 def test_score_and_extract_outputs_and_manifests_are_0644_under_umask_022(
         tmp_path: Path, umask_022: None, monkeypatch: pytest.MonkeyPatch) -> None:

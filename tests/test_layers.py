@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "codescaler.models.__main__": 4, "codescaler.sampling": 2, "codescaler.features": 2,
     "codescaler.feature_cache": 2, "codescaler.heads": 2, "codescaler.head_training": 2,
     "codescaler.model_card": 2, "codescaler.testing": 2,
+    "codescaler.hub_push": 2,
     "codescaler.integrations": 3, "codescaler.server": 3, "codescaler.bench": 3, "codescaler.rl": 3,
     "codescaler.rl_metrics": 3, "codescaler.report": 3, "codescaler.bon": 3, "codescaler.bon_signals": 3,
     "codescaler.cli": 4, "codescaler.__main__": 4,

@@ -363,3 +363,16 @@ def test_every_pair_reader_refuses_a_pair_of_one_text_naming_the_line(tmp_path: 
         with pytest.raises(InputError) as err:
             reader(path)
         assert (err.value.line, err.value.field) == (2, "rejected")
+
+
+def test_progress_counts_every_candidate_once_and_changes_no_pair():
+    problems = [_problem(f"t{k}") for k in range(14)]
+    cands, verdicts = [], []
+    for p in problems:  # 14 problems x 12 candidates = 168: two full steps of 64 and a remainder of 40
+        c, v = _labelled(p.task_id, GOOD, BAD)
+        cands += c
+        verdicts += v
+    steps: list[int] = []
+    with_bar = build_pairs(problems, cands, verdicts, progress=steps.append)
+    assert sum(steps) == len(cands) == 168 and steps == [64, 64, 40]
+    assert with_bar.pairs == build_pairs(problems, cands, verdicts).pairs

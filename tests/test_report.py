@@ -95,3 +95,66 @@ def test_eval_report_from_a_broken_file_names_the_file(tmp_path: Path) -> None:
     bad.write_text('{"rm": ', encoding="utf-8")
     with pytest.raises(InputError, match="eval.json"):
         write_eval_report(bad, tmp_path / "eval.md")
+
+
+def test_each_strategy_has_one_colour_in_both_plots() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from codescaler.report import STRATEGY_COLOURS, draw_frontier, draw_pass_at_n, strategy_colour
+
+    rows = [result_row(r) for r in _results()]
+    for row in rows:  # random costs nothing (a horizontal line in the frontier), the others a little
+        if row["strategy"] == "random":
+            row["seconds_per_problem"] = 0.0
+    colours = {}
+    for draw in (draw_pass_at_n, draw_frontier):
+        fig, ax = plt.subplots()
+        try:
+            draw(ax, rows)
+            handles, labels = ax.get_legend_handles_labels()
+            for handle, label in zip(handles, labels, strict=True):
+                line = handle[0] if isinstance(handle, tuple) else handle  # errorbar containers hold the line first
+                colours.setdefault(label.split(" ")[0], set()).add(to_hex(line.get_color()))
+        finally:
+            plt.close(fig)
+    assert set(colours) == {"random", "oracle", "rm", "tests", "hybrid"}
+    for strategy, seen in colours.items():
+        assert seen == {strategy_colour(strategy)}, strategy   # the same colour in both plots
+    assert len({strategy_colour(s) for s in colours}) == len(colours)  # and no two strategies share one
+    assert len(set(STRATEGY_COLOURS.values())) == len(STRATEGY_COLOURS)
+    assert strategy_colour("some-new-strategy") == strategy_colour("some-new-strategy")
+
+
+def test_a_cost_column_that_is_zero_in_every_row_is_left_out() -> None:
+    rows = [result_row(r) for r in _results()]
+    md = render_markdown(rows, "cpu")
+    assert "| strategy | N | total s | model s | exec s (wall) | exec s (CPU) | scored | executed |" in md
+    for row in rows:
+        row["exec_cpu_seconds_per_problem"] = 0.0
+    md = render_markdown(rows, "cpu")
+    assert "exec s (CPU)" not in md
+    assert "| strategy | N | total s | model s | exec s (wall) | scored | executed |" in md
+    header = next(line for line in md.split("\n") if line.startswith("| strategy | N | total s"))
+    body = [line for line in md.split("\n") if line.startswith("| rm | 4 |")][-1]
+    assert header.count("|") == body.count("|")
+
+
+def test_summary_gives_pass_at_1_per_strategy_at_the_largest_n_the_costs_and_the_files(tmp_path: Path) -> None:
+    from codescaler.report import render_summary
+
+    rows = [result_row(r) for r in _results()]
+    paths = write_bon_report(tmp_path, _results(), hardware="cpu")
+    text = render_summary(rows, {"candidates": tmp_path / "candidates.jsonl", **paths})
+    assert "N=8" in text
+    for strategy in ("random", "oracle", "rm", "tests", "hybrid"):
+        row = next(r for r in rows if r["strategy"] == strategy and r["n"] == 8)
+        assert any(line.split()[:2] == [strategy, f"{row['pass_at_1']:.1f}"] for line in text.split("\n")), strategy
+    # RM: 0.7 s per candidate scored; execution: 0.05 s wall per candidate run.
+    assert "RM scoring 700.0 ms" in text and "test execution 50.0 ms (wall)" in text
+    for path in paths.values():
+        assert str(path) in text
+    assert len(text.split("\n")) < 20

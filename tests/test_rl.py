@@ -171,3 +171,26 @@ def test_gpu_experiment_script_smoke_form_writes_both_summaries(tmp_path: Path, 
     assert all(r["steps"] == 2 and r["pass_at_1_before"] is not None and r["pass_at_1_after"] is not None
                for r in summary["results"])
     assert "| rm | 2 |" in (tmp_path / "exp" / "summary.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ([], {"use_vllm": False}),
+    (["--vllm-server", "http://10.0.0.5:8000/"],
+     {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://10.0.0.5:8000"}),
+    (["--vllm-colocate"], {"use_vllm": True, "vllm_mode": "colocate"}),
+])
+def test_vllm_flags_set_trls_grpo_config_fields(tmp_path: Path, flags: list[str], expected: dict) -> None:
+    from codescaler.cli import build_parser
+    from codescaler.rl import _resolve, grpo_config
+
+    args = build_parser().parse_args(["rl", "--output", str(tmp_path / "run"), "--preset", "cpu", *flags])
+    settings = RLSettings(output=args.output, preset=args.preset, vllm=args.vllm_server)
+    resolved, preset, _ = _resolve(settings)
+    config = grpo_config(resolved, preset)
+    assert {key: getattr(config, key) for key in expected} == expected
+    assert config.num_generations == 4 and config.temperature == 0.6   # the preset still applies
+
+
+def test_a_vllm_server_that_is_not_a_url_is_refused_before_any_model_loads(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--vllm-server: expected an http"):
+        run_rl(RLSettings(output=tmp_path / "run", policy=str(tmp_path / "nothing"), vllm="localhost:8000"))

@@ -137,3 +137,126 @@ def test_sample_cli_resumes_after_a_torn_line(tiny_policy: Path, tmp_path: Path)
         ("t/0", "s0"), ("t/0", "s1"), ("t/1", "s0"), ("t/1", "s1"), ("t/2", "s0"), ("t/2", "s1")]
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "already have 2 candidates" in again.stdout
+
+
+class _BusyServer(ThreadingHTTPServer):
+    """A chat-completions server that takes ``delay`` s a request, counts requests in flight, answers
+    the first ``fail`` requests with 503 (one of them with a 429), drops the connection of request
+    number ``drop`` without a word, and always answers 500 to prompts containing ``broken``."""
+
+    daemon_threads = True
+
+    def __init__(self, delay: float, fail: int, drop: int, broken: str | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _BusyHandler)
+        self.delay, self.fail, self.drop, self.broken = delay, fail, drop, broken
+        self.lock = threading.Lock()
+        self.requests = self.in_flight = self.max_in_flight = self.answered = 0
+
+
+class _BusyHandler(BaseHTTPRequestHandler):
+    server: _BusyServer
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        import time
+
+        srv = self.server
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with srv.lock:
+            srv.requests += 1
+            number = srv.requests
+            srv.in_flight += 1
+            srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+        try:
+            time.sleep(srv.delay)
+            user = body["messages"][-1]["content"]
+            if number == srv.drop:
+                self.close_connection = True
+                return
+            if number <= srv.fail or (srv.broken and srv.broken in user):
+                code = 429 if number == 1 else (500 if srv.broken and srv.broken in user else 503)
+                self.send_response(code)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = json.dumps({"choices": [{"index": i, "message": {"content": f"```python\n# {i} {user[-40:]!r}\n```"}}
+                                           for i in range(body["n"])]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            with srv.lock:
+                srv.answered += 1
+        finally:
+            with srv.lock:
+                srv.in_flight -= 1
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(server: _BusyServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+MANY = [Problem(task_id=f"m/{i}", prompt=f"Return {i} + x.", tests=TestSuite(functional="pass"), entry_point="f")
+        for i in range(8)]
+
+
+def test_endpoint_requests_overlap_up_to_the_concurrency_and_survive_503_429_and_a_dropped_connection() -> None:
+    import time
+
+    server = _BusyServer(delay=0.4, fail=3, drop=5)
+    _serve(server)
+    try:
+        config = SamplingConfig(n=2)
+        sampler = OpenAISampler(f"http://127.0.0.1:{server.server_port}/v1", "m", config, timeout=10,
+                                concurrency=4, backoff=0.05)
+        started = time.perf_counter()
+        batches = list(sample_candidates(MANY, sampler, config))
+        elapsed = time.perf_counter() - started
+    finally:
+        server.shutdown()
+    got = sorted((c.task_id, c.candidate_id) for batch in batches for c in batch)
+    assert got == sorted((p.task_id, f"s{i}") for p in MANY for i in range(2))
+    for batch in batches:  # every answer belongs to its own problem (no mix-up across threads)
+        for c in batch:
+            assert f"Return {c.task_id[2:]} + x." in c.response
+    assert server.requests == 8 + 4 and server.answered == 8  # 3 errors and 1 dropped connection retried
+    assert server.max_in_flight == 4
+    # 12 requests of 0.4 s one at a time take 4.8 s; four at a time about 3 rounds.
+    assert elapsed < 0.6 * 12 * 0.4, elapsed
+
+
+def test_sample_cli_keeps_written_samples_when_the_endpoint_fails_and_resumes_after(tmp_path: Path) -> None:
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"task_id": p.task_id, "prompt": p.prompt, "tests": "pass",
+                                            "entry_point": "f"}) + "\n" for p in MANY[:6]))
+    out = tmp_path / "cands.jsonl"
+    broken = _BusyServer(delay=0.0, fail=0, drop=2, broken="Return 4 + x.")
+    _serve(broken)
+    cmd = [sys.executable, "-m", "codescaler", "sample", "--problems", str(problems), "--output", str(out),
+           "--n", "2", "--concurrency", "1", "--retries", "2"]
+    try:
+        failed = subprocess.run([*cmd, "--endpoint", f"http://127.0.0.1:{broken.server_port}/v1"],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        broken.shutdown()
+    assert failed.returncode == 2 and "failed 2 times" in failed.stderr, failed.stderr
+    kept = sorted({json.loads(line)["task_id"] for line in out.read_text().splitlines()})
+    assert kept == ["m/0", "m/1", "m/2", "m/3"]  # two calls of two problems each were written before m/4
+    healthy = _BusyServer(delay=0.0, fail=0, drop=0)
+    _serve(healthy)
+    try:
+        resumed = subprocess.run([*cmd, "--endpoint", f"http://127.0.0.1:{healthy.server_port}/v1"],
+                                 capture_output=True, text=True, timeout=120)
+    finally:
+        healthy.shutdown()
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted((r["task_id"], r["candidate_id"]) for r in rows) == sorted(
+        (p.task_id, f"s{i}") for p in MANY[:6] for i in range(2))
+    assert healthy.requests == 2  # only m/4 and m/5 were asked for again

@@ -350,3 +350,44 @@ def test_a_hub_id_that_cannot_be_loaded_is_one_line_exit_2_naming_model_dir(
     assert ("offline" in lines[0]) == (network == "offline")
     assert elapsed < 60, elapsed  # was 73 s with the network blocked
     assert not (tmp_path / "out.jsonl").exists()
+
+
+HE_PROMPT = ('def add(a: int, b: int) -> int:\n    """Return a + b.\n    >>> add(2, 3)\n    5\n    """\n')
+HE_COMPLETIONS = ["    return a + b\n", "    return a - b\n", "    return sum([a, b])\n"]
+
+
+def test_evalplus_and_human_eval_sample_files_score_like_the_canonical_rows(tmp_path: Path, qwen_rm: Path) -> None:
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps({"task_id": "HumanEval/0", "prompt": HE_PROMPT, "entry_point": "add",
+                                    "tests": "assert add(1, 2) == 3"}) + "\n", encoding="utf-8")
+    programs = [HE_PROMPT + c for c in HE_COMPLETIONS]
+    evalplus = tmp_path / "evalplus_samples.jsonl"   # evalplus: whole programs, no candidate ids
+    evalplus.write_text("".join(json.dumps({"task_id": "HumanEval/0", "solution": p}) + "\n" for p in programs))
+    human_eval = tmp_path / "human_eval_samples.jsonl"  # human-eval: completions joined to the prompt
+    human_eval.write_text("".join(json.dumps({"task_id": "HumanEval/0", "completion": c}) + "\n"
+                                  for c in HE_COMPLETIONS))
+    canonical = tmp_path / "canonical.jsonl"
+    canonical.write_text("".join(json.dumps({"id": i, "prompt": HE_PROMPT, "response": f"```python\n{p}```"}) + "\n"
+                                 for i, p in enumerate(programs)))
+    scores = {}
+    for name, path, extra in [("canonical", canonical, []), ("evalplus", evalplus, ["--problems", str(problems)]),
+                              ("human_eval", human_eval, ["--problems", str(problems)])]:
+        out = tmp_path / f"{name}.out.jsonl"
+        done = _cli("--model", str(qwen_rm), "--input", str(path), "--output", str(out), *extra)
+        assert done.returncode == 0, done.stderr
+        scores[name] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    raw = [row["raw_score"] for row in scores["canonical"]]
+    assert len(set(raw)) == 3 and all(isinstance(x, float) for x in raw)   # the programs score differently
+    for name in ("evalplus", "human_eval"):
+        assert [row["raw_score"] for row in scores[name]] == pytest.approx(raw, abs=1e-6)
+        assert [row["candidate_id"] for row in scores[name]] == ["0", "1", "2"]
+        assert [row["id"] for row in scores[name]] == ["HumanEval/0/0", "HumanEval/0/1", "HumanEval/0/2"]
+    assert scores["evalplus"][0]["solution"] == programs[0] and "prompt" not in scores["evalplus"][0]
+
+
+def test_sample_rows_without_problems_name_the_flag_to_pass(tmp_path: Path, qwen_rm: Path) -> None:
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "solution": "def add(a, b):\n    return a + b\n"}) + "\n")
+    done = _cli("--model", str(qwen_rm), "--input", str(samples), "--output", str(tmp_path / "o.jsonl"))
+    assert done.returncode == 2 and "--problems" in done.stderr and ":1:" in done.stderr
+    assert not (tmp_path / "o.jsonl").exists()

@@ -198,8 +198,13 @@ def test_lora_saves_adapter_and_head_and_merge_saves_full_weights(tmp_path: Path
                                                                    pairs_file: Path) -> None:
     common = ["train", "--pairs", str(pairs_file), "--backbone", str(tiny_qwen3), "--lora", "--lora-r", "4",
               "--max-steps", "3", "--batch-size", "4", "--stats-pairs", "8", "--eval-fraction", "0"]
-    assert main([*common, "--output-dir", str(tmp_path / "adapter")]) == 0
+    published = tmp_path / "published"  # --push-to-hub to a file:// target: the TRL path's card and push
+    assert main([*common, "--output-dir", str(tmp_path / "adapter"), "--push-to-hub", published.as_uri()]) == 0
     assert main([*common, "--output-dir", str(tmp_path / "merged"), "--merge"]) == 0
+    assert (published / "adapter_model.safetensors").read_bytes() == (
+        tmp_path / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert "codescaler" in (published / "README.md").read_text(encoding="utf-8")
+    assert not any(published.glob("checkpoint-*")) and any((tmp_path / "adapter").glob("checkpoint-*"))
     adapter_meta = json.loads((tmp_path / "adapter" / "codescaler.json").read_text(encoding="utf-8"))
     assert adapter_meta["lora"] is True and adapter_meta["base_model"] == str(tiny_qwen3.resolve())
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()

@@ -82,11 +82,15 @@ def item_program(item: ScoreItem, mode: ExtractMode | str = "strict") -> str | N
     """The program an RM scores for ``item``, or None when it has none (invalid: reward 0).
 
     The one rule every scoring path uses (Scorer, best-of-N, pairwise evaluation): ``is_code`` text is
-    the program as is, unless blank; otherwise ``extract_code`` with the item's language and entry point.
+    the program without leading/trailing blank lines (as a fenced block's body), unless blank; otherwise
+    ``extract_code`` with the item's language and entry point.
     Raises ``ValueError`` for an unknown language or mode.
     """
     if item.is_code:
-        return item.text if item.text.strip() else None
+        # The same trim a fenced block's body gets, so a program scores the same given as code (evalplus
+        # samples, bon candidates) or fenced in a response: the RM sees every token, a trailing "\n" too.
+        code = strip_blank_lines(normalise_newlines(item.text))
+        return code if code.strip() else None
     found = extract_code(item.text, Language.parse(item.language), mode, entry_point=item.entry_point)
     return found.code if found.valid and found.code is not None else None
 

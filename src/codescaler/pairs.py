@@ -33,7 +33,7 @@ import heapq
 import logging
 import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -138,6 +138,7 @@ def build_pairs(
     settings: PairSettings | None = None,
     input_hashes: Mapping[str, str] | None = None,
     paths: Mapping[str, str] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> PairResult:
     """Form and curate pairs. See the module docstring for the rules.
 
@@ -145,6 +146,7 @@ def build_pairs(
     ``problems``, ``candidates``, ``verdicts``) only name files in error messages. Raises ``InputError``
     for empty inputs, duplicate ids, candidates of unknown problems, verdicts of unknown candidates and
     bad settings. No pairs is not an error here: the manifest's ``empty_reason`` says why.
+    ``progress(k)``: called as candidates are labelled (extracted, normalised), k at a time, for a bar.
     """
     opts = settings or PairSettings()
     opts.validate()
@@ -162,7 +164,9 @@ def build_pairs(
     per_problem: dict[str, dict[str, int]] = {}
     grouped: dict[str, list[_Labelled]] = {t: [] for t in by_task}
     counts = {"candidates": len(by_id), "unlabelled": 0, "harness_errors": 0, "duplicate_verdicts": duplicates}
-    for key, cand in by_id.items():
+    for done, (key, cand) in enumerate(by_id.items(), 1):
+        if progress is not None and done % 64 == 0:
+            progress(64)
         verdict = labels.get(key)
         if verdict is None:
             counts["unlabelled"] += 1
@@ -171,6 +175,8 @@ def build_pairs(
         else:
             grouped[cand.task_id].append(_label(cand, verdict, by_task[cand.task_id], opts))
 
+    if progress is not None and len(by_id) % 64:
+        progress(len(by_id) % 64)
     pairs: list[Pair] = []
     chosen_pools: dict[str, list[_Labelled]] = {}
     for task_id, labelled in grouped.items():

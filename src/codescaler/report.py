@@ -11,7 +11,11 @@ Contract
   ``seconds_per_problem``, ``model_seconds_per_problem``, ``exec_seconds_per_problem`` (wall),
   ``exec_cpu_seconds_per_problem``, ``n_problems``, ``n_skipped``, ``n_short``, ``mean_drawn``,
   ``scored_per_problem``, ``executed_per_problem``, ``per_seed``.
-- ``report.md``: one row per strategy, one column per N with "mean ± std", then the cost table.
+- ``report.md``: one row per strategy, one column per N with "mean ± std", then the cost table
+  (a cost column that is zero in every row is left out: ``nonzero_columns``).
+- Every plot draws a strategy in its own fixed colour (``strategy_colour``), the same in both PNGs.
+- ``render_summary(rows, files)``: the few lines ``codescaler demo`` ends with: pass@1 per strategy
+  at the largest N, RM and execution seconds per candidate, and where the files are.
 - ``write_eval_report(report, path)`` renders the JSON of ``codescaler eval`` (a dict with ``rm`` and
   optional ``baselines``) as a Markdown table: one row per scorer, one column per metric.
 - Plots use matplotlib's Agg backend (no display needed), selected inside the plotting call only.
@@ -86,6 +90,24 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
+# One colour per strategy, the same in every plot and every report (matplotlib's tab10 hues; the
+# baselines in muted ones: random gray, oracle cyan), so a reader matches lines across figures by colour.
+STRATEGY_COLOURS: dict[str, str] = {
+    "rm": "#1f77b4", "tests": "#ff7f0e", "hybrid": "#2ca02c", "cascade": "#d62728", "tests+rm": "#9467bd",
+    "generated-tests": "#8c564b", "logprob": "#e377c2", "oracle": "#17becf", "random": "#7f7f7f",
+}
+_SPARE_COLOURS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+
+def strategy_colour(strategy: str) -> str:
+    """The plot colour of ``strategy``: ``STRATEGY_COLOURS``, else a spare one chosen by a stable hash."""
+    if strategy in STRATEGY_COLOURS:
+        return STRATEGY_COLOURS[strategy]
+    import hashlib
+
+    return _SPARE_COLOURS[hashlib.sha256(strategy.encode()).digest()[0] % len(_SPARE_COLOURS)]
+
+
 def _strategies(rows: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(str(r["strategy"]) for r in rows))
 
@@ -126,19 +148,79 @@ def render_markdown(rows: Sequence[dict[str, Any]], hardware: str, meta: dict[st
             out.append(f"| {r['strategy']} | {r['n']} | {r['n_problems']} | {r['pass_at_1']:.1f} | "
                        f"{r['random_same_problems']:.1f} | {r['oracle_same_problems']:.1f} |")
     out += ["", "Cost per problem (seconds; model = RM scoring and test generation, exec = test execution "
-            "wall clock; candidates scored / executed):", "",
-            "| strategy | N | total s | model s | exec s (wall) | exec s (CPU) | scored | executed |",
-            "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['strategy']} | {r['n']} | {r['seconds_per_problem']:.3f} | "
-                   f"{r['model_seconds_per_problem']:.3f} | {r['exec_seconds_per_problem']:.3f} | "
-                   f"{r['exec_cpu_seconds_per_problem']:.3f} | {r['scored_per_problem']:.1f} | "
-                   f"{r['executed_per_problem']:.1f} |")
+            "wall clock; candidates scored / executed; columns that are zero in every row are left out):", ""]
+    out += markdown_table(["strategy", "N"], [[r["strategy"], r["n"]] for r in rows], COST_COLUMNS, rows)
     short = [r for r in rows if r.get("n_short")]
     if short:
         out += ["", "Problems with fewer candidates than N (all their candidates were used): "
                 + ", ".join(f"{r['strategy']} N={r['n']}: {r['n_short']}" for r in short)]
     return "\n".join(out) + "\n"
+
+
+# The cost table's columns: (header, report.json key, format).
+COST_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("total s", "seconds_per_problem", "{:.3f}"), ("model s", "model_seconds_per_problem", "{:.3f}"),
+    ("exec s (wall)", "exec_seconds_per_problem", "{:.3f}"), ("exec s (CPU)", "exec_cpu_seconds_per_problem", "{:.3f}"),
+    ("scored", "scored_per_problem", "{:.1f}"), ("executed", "executed_per_problem", "{:.1f}"),
+)
+
+
+def nonzero_columns(columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]]
+                    ) -> list[tuple[str, str, str]]:
+    """The ``(header, key, format)`` columns with a non-zero value in some row (a column that is zero
+    everywhere, such as CPU seconds when nothing ran, says nothing and is left out)."""
+    return [col for col in columns if any(row.get(col[1]) for row in rows)]
+
+
+def markdown_table(lead_headers: Sequence[str], lead_cells: Sequence[Sequence[Any]],
+                   columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown table lines: the lead cells of each row, then its ``nonzero_columns`` values."""
+    kept = nonzero_columns(columns, rows)
+    headers = [*lead_headers, *(header for header, _, _ in kept)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for lead, row in zip(lead_cells, rows, strict=True):
+        cells = [*(str(c) for c in lead), *(fmt.format(row[key]) for _, key, fmt in kept)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_summary(rows: Sequence[dict[str, Any]], files: dict[str, Path]) -> str:
+    """A few lines a user can act on: pass@1 per strategy at the largest N (best first), what one
+    candidate costs to score with the RM and to execute, and where the files are."""
+    if not rows:
+        return "No best-of-N results.\n"
+    n = max(int(r["n"]) for r in rows)
+    at_n = sorted((r for r in rows if int(r["n"]) == n), key=lambda r: -r["pass_at_1"])
+    width = max(len(str(r["strategy"])) for r in at_n)
+    out = [f"Summary: pass@1 (%) of the chosen candidate at N={n} ({at_n[0]['n_problems']} problems, "
+           "mean ± std over seeds):"]
+    notes = {"oracle": "upper bound: a passing candidate whenever one exists", "random": "no selection"}
+    for r in at_n:
+        note = notes.get(str(r["strategy"]), "")
+        out.append(f"  {r['strategy']:<{width}}  {r['pass_at_1']:5.1f} ± {r['std']:.1f}" + (f"   ({note})" if note else ""))
+    costs = []
+    rm = _per_candidate(rows, "rm", "model_seconds_per_problem", "scored_per_problem")
+    exec_ = _per_candidate(rows, "tests", "exec_seconds_per_problem", "executed_per_problem")
+    if rm is not None:
+        costs.append(f"RM scoring {rm * 1000:.1f} ms")
+    if exec_ is not None:
+        costs.append(f"test execution {exec_ * 1000:.1f} ms (wall)")
+    if costs:
+        ratio = f"; the RM is {exec_ / rm:.1f}x cheaper" if rm and exec_ and exec_ > rm else ""
+        out.append("Cost per candidate: " + ", ".join(costs) + ratio)
+    out.append("Files:")
+    for name, path in files.items():
+        out.append(f"  {name:<{max(len(k) for k in files)}}  {path}")
+    return "\n".join(out) + "\n"
+
+
+def _per_candidate(rows: Sequence[dict[str, Any]], strategy: str, seconds: str, count: str) -> float | None:
+    """Seconds per candidate of ``strategy`` at its largest N (None when it did not run or was free)."""
+    mine = [r for r in rows if r["strategy"] == strategy and r.get(count)]
+    if not mine:
+        return None
+    r = max(mine, key=lambda r: int(r["n"]))
+    return float(r[seconds]) / float(r[count]) if r[seconds] else None
 
 
 def _pyplot() -> Any:
@@ -164,20 +246,25 @@ def plot_pass_at_n(rows: Sequence[dict[str, Any]], path: Path, title: str = "Bes
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     try:
-        for strategy in _strategies(rows):
-            mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["n"])
-            ax.errorbar([r["n"] for r in mine], [r["pass_at_1"] for r in mine], yerr=[r["std"] for r in mine],
-                        marker="o", capsize=3, label=strategy)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(_ns(rows), [str(n) for n in _ns(rows)])
-        ax.set_xlabel("N (candidates per problem)")
-        ax.set_ylabel("pass@1 of the selected candidate (%)")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        draw_pass_at_n(ax, rows, title)
         _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def draw_pass_at_n(ax: Any, rows: Sequence[dict[str, Any]], title: str = "Best-of-N") -> None:
+    """``plot_pass_at_n``'s drawing on a matplotlib Axes (each strategy in ``strategy_colour``)."""
+    for strategy in _strategies(rows):
+        mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["n"])
+        ax.errorbar([r["n"] for r in mine], [r["pass_at_1"] for r in mine], yerr=[r["std"] for r in mine],
+                    marker="o", capsize=3, label=strategy, color=strategy_colour(strategy))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(_ns(rows), [str(n) for n in _ns(rows)])
+    ax.set_xlabel("N (candidates per problem)")
+    ax.set_ylabel("pass@1 of the selected candidate (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def plot_frontier(rows: Sequence[dict[str, Any]], path: Path, title: str = "Accuracy vs latency") -> None:
@@ -185,26 +272,31 @@ def plot_frontier(rows: Sequence[dict[str, Any]], path: Path, title: str = "Accu
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     try:
-        for strategy in _strategies(rows):
-            mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["n"])
-            if all(r["seconds_per_problem"] <= 0 for r in mine):
-                best = mine[-1]
-                ax.axhline(best["pass_at_1"], linestyle="--", linewidth=1, alpha=0.6,
-                           label=f"{strategy} (no cost, N={best['n']})", color="gray" if strategy == "random" else None)
-                continue
-            xs = [max(r["seconds_per_problem"], 1e-4) for r in mine]
-            ax.plot(xs, [r["pass_at_1"] for r in mine], marker="o", label=strategy)
-            for x, r in zip(xs, mine, strict=True):
-                ax.annotate(f"N={r['n']}", (x, r["pass_at_1"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("seconds per problem (model + execution wall clock)")
-        ax.set_ylabel("pass@1 of the selected candidate (%)")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        draw_frontier(ax, rows, title)
         _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def draw_frontier(ax: Any, rows: Sequence[dict[str, Any]], title: str = "Accuracy vs latency") -> None:
+    """``plot_frontier``'s drawing on a matplotlib Axes (each strategy in ``strategy_colour``)."""
+    for strategy in _strategies(rows):
+        mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["n"])
+        if all(r["seconds_per_problem"] <= 0 for r in mine):
+            best = mine[-1]
+            ax.axhline(best["pass_at_1"], linestyle="--", linewidth=1, alpha=0.6,
+                       label=f"{strategy} (no cost, N={best['n']})", color=strategy_colour(strategy))
+            continue
+        xs = [max(r["seconds_per_problem"], 1e-4) for r in mine]
+        ax.plot(xs, [r["pass_at_1"] for r in mine], marker="o", label=strategy, color=strategy_colour(strategy))
+        for x, r in zip(xs, mine, strict=True):
+            ax.annotate(f"N={r['n']}", (x, r["pass_at_1"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per problem (model + execution wall clock)")
+    ax.set_ylabel("pass@1 of the selected candidate (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def write_bon_report(output_dir: Path, results: Sequence[StrategyResult], *, hardware: str,

@@ -112,6 +112,7 @@ class RLSettings:
     lora_alpha: int = 32
     overrides: dict[str, Any] = field(default_factory=dict)  # extra GRPOConfig fields
     report_to: list[str] = field(default_factory=list)  # TRL/transformers trackers ([]: none)
+    vllm: str | None = None            # rollouts by vLLM: a server's base URL, or "colocate" (None: generate())
 
 
 def policy_dtype(device: Any, n_params: int, *, lora: bool) -> Any:
@@ -313,6 +314,7 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
     require("rl", "trl", "datasets", "accelerate")  # one line naming the extra, before any work
     s, preset, own = _resolve(s)
     _check_settings(s, {**preset, **own})
+    vllm_fields(s.vllm)  # a bad --vllm-server fails before any model loads
     policy_path = _loadable("--policy", s.policy, rm=False)
     if "rm" in s.reward.split("+"):
         _loadable("--rm", s.rm, rm=True)
@@ -337,11 +339,44 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
     return _train(s, preset, own, policy_path, checkpoint, train, held_out, options)
 
 
+def vllm_fields(vllm: str | None) -> dict[str, Any]:
+    """TRL ``GRPOConfig`` fields for rollouts by vLLM (docs/rl.md).
+
+    ``None``: none (TRL generates with ``model.generate``). ``"colocate"``: vLLM inside the training
+    process, sharing its GPU. A URL: an external ``trl vllm-serve`` server at that base URL (TRL's
+    server mode: it syncs the policy's weights to the server after each step). Raises ``InputError`` for
+    anything else.
+    """
+    if vllm is None:
+        return {}
+    if vllm == "colocate":
+        return {"use_vllm": True, "vllm_mode": "colocate"}
+    if not vllm.startswith(("http://", "https://")):
+        raise InputError(f"--vllm-server: expected an http(s) URL, got {vllm!r}", field="vllm",
+                         fix="pass the base URL of `trl vllm-serve`, e.g. http://127.0.0.1:8000, or --vllm-colocate")
+    return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": vllm.rstrip("/")}
+
+
+def grpo_config(s: RLSettings, preset: dict[str, Any]) -> Any:
+    """The TRL ``GRPOConfig`` of a run: the resolved preset's fields (``_resolve``), the run's settings
+    and the vLLM fields (``vllm_fields``). Builds the config only: no model, no vLLM import."""
+    from trl import GRPOConfig
+
+    preset = dict(preset)
+    # No save_steps (the smoke preset): no checkpoint at all, unless --save-steps asks for one.
+    preset["save_strategy"] = "no" if preset.get("save_steps") is None else "steps"
+    if preset.get("save_steps") is None:
+        preset.pop("save_steps", None)
+    return GRPOConfig(output_dir=str(s.output), max_steps=s.max_steps, logging_steps=1, report_to=list(s.report_to),
+                      seed=s.seed, dataloader_num_workers=0, log_completions=False,
+                      **{**preset, **vllm_fields(s.vllm)})
+
+
 def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_path: str, checkpoint: str | None,
            train: list[Problem], held_out: list[Problem], options: ExecuteOptions) -> dict[str, Any]:
     import torch  # heavy imports only once the inputs are known to be good
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from codescaler.integrations.trl import CodeScalerReward
 
@@ -368,12 +403,7 @@ def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_pa
     if "tests" in s.reward.split("+"):
         reward_funcs.append(TestsReward(train, options))
 
-    # No save_steps (the smoke preset): no checkpoint at all, unless --save-steps asks for one.
-    preset["save_strategy"] = "no" if preset.get("save_steps") is None else "steps"
-    if preset.get("save_steps") is None:
-        preset.pop("save_steps", None)
-    config = GRPOConfig(output_dir=str(out), max_steps=s.max_steps, logging_steps=1, report_to=list(s.report_to), seed=s.seed,
-                        dataloader_num_workers=0, log_completions=False, **preset)
+    config = grpo_config(s, preset)
     sampling = SamplingConfig()
 
     def evaluate(m: Any) -> dict[str, Any]:

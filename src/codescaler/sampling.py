@@ -4,7 +4,8 @@ Two backends share one contract, ``Sampler.generate(messages, n, seed) -> list[s
 
 - ``HFSampler``: any Hugging Face causal LM with a chat template, batched generation with left padding
   on CPU or GPU (several problems share one ``generate`` call).
-- ``OpenAISampler``: any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, TGI, llama.cpp ...).
+- ``OpenAISampler``: any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, SGLang, TGI,
+  llama.cpp ...), with bounded concurrent requests and retries with backoff.
 
 ``sample_candidates`` streams ``Candidate`` records and skips problems already complete, so the CLI can
 append to a JSONL file and resume after a stop. Seeds are derived from (seed, task_id) of the first
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -127,25 +129,47 @@ class HFSampler:
 
 
 class OpenAISampler:
-    """Sampling from an OpenAI-compatible chat-completions endpoint (e.g. a vLLM server)."""
+    """Sampling from an OpenAI-compatible chat-completions endpoint (vLLM, SGLang, TGI, llama.cpp ...).
+
+    ``concurrency`` requests are in flight at once (one per conversation; a GPU server batches them),
+    and ``sample_candidates`` hands this sampler ``problems_per_call`` conversations at a time. A request
+    that fails with a connection error, a 5xx or a 429 is retried up to ``retries`` times in all, after
+    ``backoff * 2**attempt`` seconds (capped at 30, with jitter; a numeric ``Retry-After`` header wins,
+    capped at 60). Other 4xx answers and wrong choice counts raise ``InputError`` at once; so do
+    ``retries`` failures of one request. Nothing is lost on failure: ``sample_candidates`` yields only
+    completed calls, and the CLI appends each before the next begins.
+    """
 
     def __init__(self, endpoint: str, model: str, config: SamplingConfig, *, api_key: str | None = None,
-                 timeout: float = 600.0, retries: int = 3) -> None:
+                 timeout: float = 600.0, retries: int = 5, concurrency: int = 8, backoff: float = 1.0) -> None:
         import httpx
 
+        if concurrency < 1:
+            raise InputError(f"concurrency must be >= 1, got {concurrency}", field="concurrency")
         self.url = endpoint.rstrip("/")
         if not self.url.endswith("/chat/completions"):
             self.url += "/v1/chat/completions" if not self.url.endswith("/v1") else "/chat/completions"
         self.model = model
         self.config = config
-        self.retries = retries
+        self.retries = max(1, retries)
+        self.concurrency = concurrency
+        self.backoff = backoff
+        # Two rounds of requests per call: the pool stays busy while the slowest request of a call ends.
+        self.problems_per_call = 2 * concurrency
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(timeout=timeout, headers=headers)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self.client = httpx.Client(timeout=timeout, headers=headers, limits=limits)
 
     def generate_batch(
         self, conversations: Sequence[list[dict[str, str]]], n: int, seeds: Sequence[int]
     ) -> list[list[str]]:
-        return [self._one(c, n, s) for c, s in zip(conversations, seeds, strict=True)]
+        if len(conversations) <= 1 or self.concurrency == 1:
+            return [self._one(c, n, s) for c, s in zip(conversations, seeds, strict=True)]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)),
+                                thread_name_prefix="codescaler-sample") as pool:
+            return list(pool.map(self._one, conversations, [n] * len(conversations), seeds))
 
     def _one(self, messages: list[dict[str, str]], n: int, seed: int) -> list[str]:
         import httpx
@@ -157,10 +181,13 @@ class OpenAISampler:
         }
         last: Exception | None = None
         for attempt in range(self.retries):
+            retry_after: float | None = None
             try:
                 resp = self.client.post(self.url, json=body)
-                if resp.status_code >= 500:
-                    raise httpx.HTTPStatusError("server error", request=resp.request, response=resp)
+                if resp.status_code >= 500 or resp.status_code == 429:
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+                    raise httpx.HTTPStatusError(f"{resp.status_code} {resp.reason_phrase}", request=resp.request,
+                                                response=resp)
                 if resp.status_code >= 400:
                     raise InputError(f"{self.url} answered {resp.status_code}: {resp.text[:300]}",
                                      fix="check --endpoint-model and the endpoint URL")
@@ -171,11 +198,23 @@ class OpenAISampler:
                 return [str(c.get("message", {}).get("content") or "") for c in choices]
             except (httpx.TransportError, httpx.HTTPStatusError) as err:
                 last = err
-                logger.warning("endpoint %s failed (attempt %d/%d): %s", self.url, attempt + 1,
-                               self.retries, err)
-                time.sleep(min(2 ** attempt, 10))
-        raise InputError(f"endpoint {self.url} failed {self.retries} times: {last}",
+                if attempt + 1 == self.retries:
+                    break
+                delay = retry_after if retry_after is not None else (
+                    min(self.backoff * 2 ** attempt, 30.0) * (0.5 + random.random() / 2))
+                logger.warning("endpoint %s failed (attempt %d/%d): %s; retrying in %.1f s", self.url,
+                               attempt + 1, self.retries, err or type(err).__name__, delay)
+                time.sleep(delay)
+        raise InputError(f"endpoint {self.url} failed {self.retries} times: {last or type(last).__name__}",
                          fix="check the server is up; re-run the same command to resume")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A numeric ``Retry-After`` header in seconds (capped at 60); None for none or an HTTP date."""
+    try:
+        return min(max(float(value), 0.0), 60.0) if value is not None else None
+    except ValueError:
+        return None
 
 
 def sample_candidates(
@@ -192,7 +231,9 @@ def sample_candidates(
     """
     done = done or {}
     todo = [p for p in problems if done.get(p.task_id, 0) < config.n]
-    per_call = max(1, config.batch_size // max(1, config.n))
+    # A sampler may say how many conversations it takes at a time (an endpoint: its request pool);
+    # a local model takes ``batch_size`` sequences per generate() call.
+    per_call = getattr(sampler, "problems_per_call", None) or max(1, config.batch_size // max(1, config.n))
     for start in range(0, len(todo), per_call):
         group = todo[start:start + per_call]
         conversations = [build_messages(p, config) for p in group]

@@ -51,6 +51,23 @@ def iter_item_scores(items: Sequence[ScoreItem], mode: ExtractMode | str, score_
                                                reward=shape_reward(float(r), True, shaping)) for r in raws]
 
 
+def in_chunks(score_fn: ScoreFn, on_scored: Callable[[int], object], chunk: int = 256) -> ScoreFn:
+    """``score_fn`` called ``chunk`` programs at a time, ``on_scored(k)`` after each call (for a progress
+    bar). Same scores in the same order; a chunk of consecutive items keeps a problem's candidates
+    together, so prefix sharing still applies within it."""
+    if chunk < 1:
+        raise InputError(f"chunk must be >= 1, got {chunk}", field="chunk")
+
+    def scored(prompts: Sequence[str], codes: Sequence[str]) -> list[float]:
+        out: list[float] = []
+        for start in range(0, len(codes), chunk):
+            out.extend(score_fn(prompts[start:start + chunk], codes[start:start + chunk]))
+            on_scored(len(codes[start:start + chunk]))
+        return out
+
+    return scored
+
+
 def one_batch(score_fn: ScoreFn) -> CodeBatches:
     """A plain scoring function (a baseline, ``Scorer.score_codes``) as one batch."""
     def batches(prompts: Sequence[str], codes: Sequence[str]) -> Iterator[tuple[list[int], list[float]]]:

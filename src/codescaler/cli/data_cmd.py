@@ -84,7 +84,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"unknown --format {args.format!r}", field="--format", fix=f"use one of: {', '.join(FORMATS)}")
     info = data.dataset_info(args.name)
     data_dir = None if args.name == "humaneval" else data.locate_data_dir(args.data_dir)
-    problems = data.load_dataset_problems(args.name, data_dir, cache_dir=args.cache_dir)
+    from tqdm import tqdm
+
+    with tqdm(desc=f"{args.name}: reference outputs", unit="problem", disable=None, delay=2) as bar:
+        def progress(done: int, total: int) -> None:  # only while expected outputs are computed (evalplus)
+            bar.total = total
+            bar.update(done - bar.n)
+
+        problems = data.load_dataset_problems(args.name, data_dir, cache_dir=args.cache_dir, progress=progress)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     if args.format == "verl":

@@ -6,7 +6,8 @@
    converted from PyPI by the set-up), resumable;
 3. best-of-N (``codescaler.bon``): hidden-test verdicts (ground truth, sandboxed), the visible-test baseline, and
    — when a reward model is available (``--rm``, default: the shipped default RM) — RM selection,
-   the hybrid cascade and tests+rm; a report (Markdown, JSON, PNG) under ``--output-dir``.
+   the hybrid cascade and tests+rm; a report (Markdown, JSON, PNG) under ``--output-dir``, ending with a
+   summary (pass@1 per strategy at the largest N, RM and execution cost per candidate, the files).
 
 Every step caches its output in ``--output-dir``: a second run reuses what the first one made.
 """
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from codescaler.bon import BonSettings, run_bon
     from codescaler.cli import main as cli_main
     from codescaler.data import load_dataset_problems, write_problems
+    from codescaler.report import render_summary, result_row
     from codescaler.rerank import Strategy
 
     out: Path = args.output_dir
@@ -65,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
               "(train one with `codescaler train`, then pass --rm DIR)")
     n_values = sorted({n for n in (1, 2, 4, 8, 16, 32) if n <= args.n} | {args.n})
     print(f"[3/3] best-of-N for N in {n_values} with {', '.join(strategies)} -> {out / 'bon'}")
-    run_bon(BonSettings(problems=problems_path, candidates=candidates_path, output_dir=out / "bon",
-                        model=args.rm, n_values=tuple(n_values),
-                        strategies=tuple(Strategy(s) for s in strategies), seeds=args.seeds),
-            command=f"codescaler demo --output-dir {out} (best-of-N step)")
-    report = out / "bon" / "report.md"
-    if report.is_file():
-        print(report.read_text(encoding="utf-8"))
+    done = run_bon(BonSettings(problems=problems_path, candidates=candidates_path, output_dir=out / "bon",
+                               model=args.rm, n_values=tuple(n_values),
+                               strategies=tuple(Strategy(s) for s in strategies), seeds=args.seeds),
+                   command=f"codescaler demo --output-dir {out} (best-of-N step)")
+    print()
+    print(render_summary([result_row(r) for r in done.results],
+                         {"problems": problems_path, "candidates": candidates_path, **done.paths}), end="")
     return 0
 
 

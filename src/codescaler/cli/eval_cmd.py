@@ -82,8 +82,14 @@ def run(args: argparse.Namespace) -> int:
     evaluate = pairwise.evaluate_pairs if kind == "pairs" else pairwise.evaluate_rm_bench
 
     def measure(score_fn: Any) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        from codescaler.scoring import in_chunks
+
         started = time.monotonic()
-        result = evaluate(items, score_fn, input_mode=args.input, extract_mode=extract_mode)
+        with tqdm(desc="eval", unit="program", disable=None, delay=2) as bar:
+            result = evaluate(items, in_chunks(score_fn, bar.update), input_mode=args.input,
+                              extract_mode=extract_mode)
         result["seconds"] = round(time.monotonic() - started, 2)
         return result
 

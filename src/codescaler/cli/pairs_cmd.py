@@ -80,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     verdicts = list(data.index_verdicts(args.verdicts).values())  # conflicting duplicates are refused
     paths = {"problems": str(args.problems), "candidates": str(args.candidates), "verdicts": str(args.verdicts)}
     hashes = {name: "sha256:" + file_sha256(Path(p)) for name, p in paths.items()}
-    result = build_pairs(problems, candidates, verdicts, settings, input_hashes=hashes, paths=paths)
+    from tqdm import tqdm
+
+    with tqdm(total=len(candidates), desc="pairs", unit="candidate", disable=None, delay=2) as bar:
+        result = build_pairs(problems, candidates, verdicts, settings, input_hashes=hashes, paths=paths,
+                             progress=bar.update)
     if not result.pairs:
         raise InputError(f"no pairs formed: {result.manifest['empty_reason']}", path=paths["verdicts"],
                          fix="execute more candidates per problem, or relax --rule/--min-gap")

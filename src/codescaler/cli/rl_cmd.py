@@ -63,6 +63,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint-N in --output-dir")
     p.add_argument("--report-to", nargs="+", default=["none"], metavar="TRACKER",
                    help="experiment trackers for TRL (tensorboard, wandb, trackio, ...; default: none)")
+    vllm = p.add_mutually_exclusive_group()
+    vllm.add_argument("--vllm-server", default=None, metavar="URL",
+                      help="generate rollouts on a `trl vllm-serve` server at URL (TRL use_vllm, vllm_mode=server)")
+    vllm.add_argument("--vllm-colocate", dest="vllm_server", action="store_const", const="colocate",
+                      help="generate rollouts with vLLM inside the training process (vllm_mode=colocate)")
     p.set_defaults(func=run)
 
 
@@ -85,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         train_limit=args.limit, eval_limit=args.eval_limit, resume=args.resume, seed=args.seed,
         data_dir=str(args.data_dir) if args.data_dir else None, workers=args.workers, lora=args.lora, lora_r=args.lora_r,
         lora_alpha=args.lora_alpha, overrides=overrides,
-        report_to=[] if args.report_to == ["none"] else list(args.report_to))
+        report_to=[] if args.report_to == ["none"] else list(args.report_to), vllm=args.vllm_server)
     result = run_rl(settings)
     print(json.dumps(result))
     return 0

@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_policy(src, default="qwen2.5-coder-0.5b-instruct", old=("--model",))
     src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--endpoint-model", default="default", help="model name sent to --endpoint")
+    p.add_argument("--concurrency", type=int, default=8,
+                   help="requests in flight at once to --endpoint (default %(default)s)")
+    p.add_argument("--retries", type=int, default=5,
+                   help="tries per --endpoint request on connection errors, 5xx and 429 (default %(default)s)")
     p.add_argument("--n", type=int, default=8, help="responses per problem (default %(default)s)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default %(default)s)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default %(default)s)")
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.endpoint:
         sampler: HFSampler | OpenAISampler = OpenAISampler(
-            args.endpoint, args.endpoint_model, config, api_key=os.environ.get("OPENAI_API_KEY"))
+            args.endpoint, args.endpoint_model, config, api_key=os.environ.get("OPENAI_API_KEY"),
+            concurrency=args.concurrency, retries=args.retries)
     else:
         from codescaler.models import resolve_model
 

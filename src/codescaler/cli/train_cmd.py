@@ -80,6 +80,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--report-to", nargs="+", default=["none"], metavar="TRACKER",
                    help="experiment trackers for TRL/transformers (tensorboard, wandb, trackio, mlflow, ...; "
                    "default: none)")
+    p.add_argument("--push-to-hub", default=None, metavar="TARGET",
+                   help="after saving, write the model card and push --output to this hub repo id (user/name) "
+                   "or copy it to a file:///folder (codescaler.hub_push)")
+    p.add_argument("--hub-endpoint", default=None, metavar="URL",
+                   help="with --push-to-hub: the hub's URL (default: HF_ENDPOINT or huggingface.co)")
     p.set_defaults(func=run)
 
 
@@ -95,11 +100,15 @@ def _steps_per_epoch(n_pairs: int, args: argparse.Namespace, world: int) -> int:
 _ON_BY_DEFAULT = ("likelihood", "facts")  # --no-likelihood / --no-facts
 
 
+# Flags that do not shape the model: a repeat run need not resume or publish.
+_NOT_REPRODUCED = ("func", "verb", "verbose", "resume", "push_to_hub", "hub_endpoint")
+
+
 def reproduce_command(args: argparse.Namespace) -> str:
     """The command line that repeats this run: every train flag spelled out (defaults included)."""
     words = ["codescaler", "train"]
     for key, value in sorted(vars(args).items()):
-        if key in ("func", "verb", "verbose", "resume") or value is None or value is False:
+        if key in _NOT_REPRODUCED or value is None or value is False:
             continue
         if key == "backbone" and args.init_from:
             continue  # the checkpoint names its own base
@@ -119,6 +128,15 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    status = _train(args)
+    if status == 0 and args.push_to_hub:
+        from codescaler.hub_push import publish_checkpoint
+
+        print(f"pushed {args.output} to {publish_checkpoint(args.output, args.push_to_hub, endpoint=args.hub_endpoint)}")
+    return status
+
+
+def _train(args: argparse.Namespace) -> int:
     if args.head:
         return options.run_head_training(args, reproduce_command(args))
     args.backbone = args.backbone or "minilm"
@@ -174,7 +192,12 @@ def run(args: argparse.Namespace) -> int:
     config.eval_steps = config.save_steps = every
     config.logging_steps = max(1, min(10, every))
     result = train_reward_model(settings, config)
-    if result.metadata is not None:
+    if result.metadata is None:
+        args.push_to_hub = None  # processes other than 0 neither write the card nor push
+    else:
+        from codescaler.model_card import write_model_card
+
+        write_model_card(result.output, result.metadata)
         acc = result.heldout.get("eval_pairwise_accuracy")
         shown = f"{acc:.3f}" if isinstance(acc, float) else "n/a"
         print(f"saved {result.output} (held-out pairwise accuracy {shown})")

@@ -31,6 +31,7 @@ from codescaler.data.jsonl import (
     read_candidates,
     read_extract_rows,
     read_problems,
+    read_score_inputs,
     read_score_items,
     read_verdicts,
     write_candidates,
@@ -53,7 +54,7 @@ __all__ = [
     "AppendStore", "append_jsonl", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_jsonl",
     "atomic_write_text", "candidate_from_json", "candidate_to_json", "file_mode", "file_sha256", "index_verdicts",
     "iter_candidates", "parse_json_line", "problem_from_json", "problem_to_json", "read_candidates",
-    "read_extract_rows", "read_jsonl", "read_problems", "read_score_items", "read_text_input",
+    "read_extract_rows", "read_jsonl", "read_problems", "read_score_inputs", "read_score_items", "read_text_input",
     "read_verdicts", "task_candidate_key", "to_json", "verdict_from_json", "verdict_to_json", "write_candidates",
     "write_jsonl", "write_problems", "write_verdicts", "pair_from_json", "pair_to_json", "read_pairs", "write_pairs",
 ]

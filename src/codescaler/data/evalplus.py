@@ -208,11 +208,13 @@ def build_check(inputs: list, outputs: list[str | None], atol: float, unordered:
 
 
 def load_evalplus(data_dir: Path, name: str, cache_dir: Path | None = None, *, timeout: float = 300.0,
-                  workers: int = 2) -> list[Problem]:
-    """HumanEval+ (164) or MBPP+ (378) problems with tests over base+plus inputs (see module docstring)."""
+                  workers: int = 2, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+    """HumanEval+ (164) or MBPP+ (378) problems with tests over base+plus inputs (see module docstring).
+    ``progress(done, total)`` is called as reference solutions finish (not at all when cached)."""
     path = require_file(data_dir, EVALPLUS_FILES[name])
     rows = [row for _, row in read_jsonl(path)]
-    outputs = expected_outputs(name, path, rows, cache_dir or default_cache_dir(), timeout=timeout, workers=workers)
+    outputs = expected_outputs(name, path, rows, cache_dir or default_cache_dir(), timeout=timeout, workers=workers,
+                               progress=progress)
     problems, dropped_total = [], 0
     for row in rows:
         inputs = _inputs(row)

