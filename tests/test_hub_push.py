@@ -73,17 +73,17 @@ def test_train_head_pushes_after_saving_and_offline_exits_2_with_the_checkpoint_
     pairs.write_text("".join(json.dumps({"prompt": p, "chosen": f"```python\n{cs[0]}```",
                                          "rejected": f"```python\n{bad}```", "task_id": f"t{i}"}) + "\n"
                              for i, (p, cs) in enumerate(zip(PROMPTS, CODES, strict=True)) for bad in cs[1:]))
-    common = ["-m", "codescaler", "train", "--head", "linear", "--pairs", str(pairs), "--model", str(backbone),
+    common = ["-m", "codescaler", "train", "--head", "linear", "--pairs", str(pairs), "--backbone", str(backbone),
               "--layers", "1", "--cache-dir", str(tmp_path / "cache"), "--max-length", "128", "--dtype", "float32",
               "--l2", "0.1", "--folds", "2"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     dest = tmp_path / "published"
-    done = subprocess.run([sys.executable, *common, "--output", str(tmp_path / "rm"), "--push-to-hub", dest.as_uri()],
+    done = subprocess.run([sys.executable, *common, "--output-dir", str(tmp_path / "rm"), "--push-to-hub", dest.as_uri()],
                           capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr
     assert (dest / "head.safetensors").is_file() and (dest / "README.md").is_file()
     assert f"pushed {tmp_path / 'rm'} to {dest}" in done.stdout
-    offline = subprocess.run([sys.executable, *common, "--output", str(tmp_path / "rm2"), "--push-to-hub", "me/rm"],
+    offline = subprocess.run([sys.executable, *common, "--output-dir", str(tmp_path / "rm2"), "--push-to-hub", "me/rm"],
                              capture_output=True, text=True, timeout=600, env=env)
     assert offline.returncode == 2 and "HF_HUB_OFFLINE is set" in offline.stderr
     assert "Traceback" not in offline.stderr

@@ -183,8 +183,8 @@ def test_vllm_flags_set_trls_grpo_config_fields(tmp_path: Path, flags: list[str]
     from codescaler.cli import build_parser
     from codescaler.rl import _resolve, grpo_config
 
-    args = build_parser().parse_args(["rl", "--output", str(tmp_path / "run"), "--preset", "cpu", *flags])
-    settings = RLSettings(output=args.output, preset=args.preset, vllm=args.vllm_server)
+    args = build_parser().parse_args(["rl", "--output-dir", str(tmp_path / "run"), "--preset", "cpu", *flags])
+    settings = RLSettings(output=args.output_dir, preset=args.preset, vllm=args.vllm_server)
     resolved, preset, _ = _resolve(settings)
     config = grpo_config(resolved, preset)
     assert {key: getattr(config, key) for key in expected} == expected

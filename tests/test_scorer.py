@@ -373,7 +373,7 @@ def test_evalplus_and_human_eval_sample_files_score_like_the_canonical_rows(tmp_
     for name, path, extra in [("canonical", canonical, []), ("evalplus", evalplus, ["--problems", str(problems)]),
                               ("human_eval", human_eval, ["--problems", str(problems)])]:
         out = tmp_path / f"{name}.out.jsonl"
-        done = _cli("--model", str(qwen_rm), "--input", str(path), "--output", str(out), *extra)
+        done = _cli("--rm", str(qwen_rm), "--input", str(path), "--output", str(out), *extra)
         assert done.returncode == 0, done.stderr
         scores[name] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     raw = [row["raw_score"] for row in scores["canonical"]]
@@ -388,6 +388,6 @@ def test_evalplus_and_human_eval_sample_files_score_like_the_canonical_rows(tmp_
 def test_sample_rows_without_problems_name_the_flag_to_pass(tmp_path: Path, qwen_rm: Path) -> None:
     samples = tmp_path / "samples.jsonl"
     samples.write_text(json.dumps({"task_id": "HumanEval/0", "solution": "def add(a, b):\n    return a + b\n"}) + "\n")
-    done = _cli("--model", str(qwen_rm), "--input", str(samples), "--output", str(tmp_path / "o.jsonl"))
+    done = _cli("--rm", str(qwen_rm), "--input", str(samples), "--output", str(tmp_path / "o.jsonl"))
     assert done.returncode == 2 and "--problems" in done.stderr and ":1:" in done.stderr
     assert not (tmp_path / "o.jsonl").exists()

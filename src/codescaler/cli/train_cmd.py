@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if status == 0 and args.push_to_hub:
         from codescaler.hub_push import publish_checkpoint
 
-        print(f"pushed {args.output} to {publish_checkpoint(args.output, args.push_to_hub, endpoint=args.hub_endpoint)}")
+        print(f"pushed {args.output_dir} to {publish_checkpoint(args.output_dir, args.push_to_hub, endpoint=args.hub_endpoint)}")
     return status
 
 
