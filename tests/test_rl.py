@@ -99,11 +99,12 @@ def test_resume_without_a_checkpoint_is_an_input_error(tmp_path: Path, shared_da
         run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="tests", resume=True))
 
 
-def test_default_rm_missing_tells_to_pass_rm(tmp_path: Path, shared_data: Path, tiny_policy: Path) -> None:
-    from codescaler.scorer import default_rm_path
+def test_default_rm_missing_tells_to_pass_rm(tmp_path: Path, shared_data: Path, tiny_policy: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from codescaler import scorer
 
-    if any((default_rm_path() / f).is_file() for f in ("config.json", "adapter_config.json")):
-        pytest.skip("a default RM is shipped in this build")
+    # a build without the shipped RM (this one has it): the folder it would live in is empty
+    monkeypatch.setattr(scorer, "default_rm_path", lambda: tmp_path / "no-default-rm")
     with pytest.raises(InputError) as err:
         run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="rm+tests"))
     assert "--rm" in str(err.value)
