@@ -870,3 +870,33 @@ def test_output_normalisation_rules():
     assert sandbox.normalise_output("1 2  \r\n3\t\n\n \n") == "1 2\n3"
     assert sandbox.normalise_output("  lead") == "  lead"
     assert os.linesep not in sandbox.normalise_output("a\r\n")
+
+
+# Both launch modes run in CI whichever user CI is: as root, `launch` uses the fork server and this test
+# forces the per-job bubblewrap path (the one non-root users get); as non-root both calls are per-job.
+HOSTILE_VERDICTS = [
+    (GOOD, Status.PASSED),
+    ("def add(a, b):\n    return a - b\n", Status.FAILED),
+    ("def add(a, b):\n    open('/etc/codescaler-probe', 'w').write('x')\n    return a + b\n", None),
+    ("import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', 22), timeout=1)\n    return a + b\n",
+     None),
+    ("import os\ndef add(a, b):\n    os.kill(1, 9)\n    return a + b\n", None),
+]
+
+
+@bwrap_only
+@pytest.mark.parametrize("mode", ["launch", "per-job"])
+@pytest.mark.parametrize("code,expected", HOSTILE_VERDICTS)
+def test_both_launch_modes_give_the_same_verdicts(mode: str, code: str, expected: Status | None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from codescaler import sandbox_launch
+
+    if mode == "per-job":
+        monkeypatch.setattr(sandbox, "launch", lambda payload, stdin, limits: sandbox_launch._launch_once(
+            payload, stdin, limits, sandbox_launch.isolation()))
+    verdict = run(code)
+    if expected is not None:
+        assert verdict.status is expected, verdict
+    else:  # a write outside /tmp, a connection, killing pid 1: contained, so the candidate never passes
+        assert verdict.status is not Status.PASSED, verdict
+    assert not Path("/etc/codescaler-probe").exists()
