@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from rm_features_eval import run_ablations
 
     run_ablations(cache, train, val, sets, sources, out, stats, ship=a.ship, seed=a.seed,
-                  scorers=tuple(a.scorers), limit=a.limit)
+                  checkpoints=tuple(a.scorers), limit=a.limit)
     return 0
 
 

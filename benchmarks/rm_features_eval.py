@@ -61,7 +61,7 @@ def _set_figure(result: dict[str, Any]) -> float:
 
 def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, tuple[str, Any]],
                   sources: dict[str, str], out: Path, stats: dict[str, Any], *, ship: Path | None,
-                  seed: int, scorers: tuple[str, ...] = (), limit: int | None = None) -> dict[str, Any]:
+                  seed: int, checkpoints: tuple[str, ...] = (), limit: int | None = None) -> dict[str, Any]:
     from codescaler.bench import pairwise
     from codescaler.heads import HeadSettings, fit_head
     from codescaler.records import ExtractMode
@@ -119,7 +119,7 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
             rows[name]["val_accuracy"] = _accuracy(f(vc[:, cols]), f(vr[:, cols]))
     scorers = {name: score_fn_of(cols, head.score) for name, (head, cols) in heads.items()}
     scorers.update({name: score_fn_of(cols, f) for name, (cols, f) in baselines.items()})
-    for spec_name in scorers:  # checkpoints scored by their own forward passes (e.g. the LoRA RM)
+    for spec_name in checkpoints:  # checkpoints scored by their own forward passes (e.g. the LoRA RM)
         rows[f"checkpoint {spec_name}"] = {"kind": "checkpoint",
                                            **_checkpoint_results(spec_name, sets, out, limit)}
     for set_name, (kind, items) in sets.items():
