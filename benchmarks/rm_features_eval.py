@@ -63,7 +63,7 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
                   sources: dict[str, str], out: Path, stats: dict[str, Any], *, ship: Path | None,
                   seed: int, checkpoints: tuple[str, ...] = (), limit: int | None = None) -> dict[str, Any]:
     from codescaler.bench import pairwise
-    from codescaler.heads import HeadSettings, fit_head
+    from codescaler.heads import HeadSettings, fit_head, pairwise_accuracy
     from codescaler.records import ExtractMode
 
     spec = cache.spec
@@ -102,7 +102,7 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
                       "l2": head.report.get("l2"), "fit_seconds": round(time.monotonic() - started, 2),
                       "columns": len(cols)}
         if len(vc):
-            rows[name]["val_accuracy"] = _accuracy(head.score(vc[:, cols]), head.score(vr[:, cols]))
+            rows[name]["val_accuracy"] = pairwise_accuracy(head.score(vc[:, cols]), head.score(vr[:, cols]))
     lp = names.index("lp_mean")
     rng = np.random.default_rng(seed)
     last = _columns(groups_of, names, ["h24.last"])
@@ -116,7 +116,7 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
     for name, (cols, f) in baselines.items():
         rows[name] = {"kind": "baseline"}
         if len(vc):
-            rows[name]["val_accuracy"] = _accuracy(f(vc[:, cols]), f(vr[:, cols]))
+            rows[name]["val_accuracy"] = pairwise_accuracy(f(vc[:, cols]), f(vr[:, cols]))
     scorers = {name: score_fn_of(cols, head.score) for name, (head, cols) in heads.items()}
     scorers.update({name: score_fn_of(cols, f) for name, (cols, f) in baselines.items()})
     for spec_name in checkpoints:  # checkpoints scored by their own forward passes (e.g. the LoRA RM)
@@ -155,37 +155,19 @@ def _checkpoint_results(spec: str, sets: dict[str, tuple[str, Any]], out: Path,
                         limit: int | None) -> dict[str, Any]:
     """Results of a checkpoint (``rm_heldout``'s scorer specs) on the same items; kept per set in
     ``out`` so a rerun does not score again (the file name carries the subset size)."""
-    from codescaler.bench import pairwise
     from codescaler.records import ExtractMode
-    from rm_heldout import make_scorer
+    from rm_heldout import evaluate_cached, lazy, make_scorer
 
     results: dict[str, Any] = {}
-    scorer = None
+    scorer = lazy(make_scorer, spec)
     for set_name, (kind, items) in sets.items():
         modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if kind == "rm-bench" else [ExtractMode.STRICT]
         for mode in modes:
             label = set_name + (f" ({mode.value})" if kind == "rm-bench" else "")
             path = out / f"checkpoint.{spec.replace(':', '_').replace('/', '_')}.{label.replace(' ', '')}" \
                          f".first{limit or 'all'}.json"
-            if path.is_file():
-                results[label] = json.loads(path.read_text(encoding="utf-8"))
-                continue
-            scorer = scorer or make_scorer(spec)
-            started = time.monotonic()
-            if kind == "pairs":
-                result = pairwise.evaluate_pairs(items, scorer.score_codes, extract_mode=mode)
-            else:
-                result = pairwise.evaluate_rm_bench(items, scorer.score_codes, input_mode="code", extract_mode=mode)
-            result["seconds"] = round(time.monotonic() - started, 1)
-            path.write_text(json.dumps(result, default=str), encoding="utf-8")
-            results[label] = result
+            results[label] = evaluate_cached(path, kind, items, scorer, input_mode="code", extract_mode=mode)
     return results
-
-
-def _accuracy(chosen: Any, rejected: Any) -> float:
-    """Pairwise accuracy, ties half."""
-    diff = np.asarray(chosen, dtype=np.float64) - np.asarray(rejected, dtype=np.float64)
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / max(len(diff), 1))
 
 
 def _length_balanced(train: list[Any], seed: int) -> Any:

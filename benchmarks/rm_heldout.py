@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -79,11 +77,36 @@ def headline(result: dict[str, Any]) -> str:
     return " / ".join(f"{100 * result[k]:.1f}" for k in ("easy", "normal", "hard", "average"))
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+def evaluate_cached(path: Path, kind: str, items: list[Any], scorer: Any, *, input_mode: str,
+                    extract_mode: Any, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The result of scoring ``items`` (a pair set or RM-Bench), read from ``path`` when a run already
+    wrote it, else computed and written atomically with ``meta`` and the seconds it took.
+
+    ``scorer`` is a callable returning the scorer, so that nothing is loaded when every result is cached.
+    """
+    from codescaler.bench import pairwise
+    from codescaler.data.artifacts import atomic_write_json
+
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    evaluate = pairwise.evaluate_pairs if kind == "pairs" else pairwise.evaluate_rm_bench
+    started = time.monotonic()
+    result = evaluate(items, scorer().score_codes, input_mode=input_mode, extract_mode=extract_mode)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    result.update(meta or {})
+    atomic_write_json(path, result, sort_keys=True)
+    return result
+
+
+def lazy(factory: Any, *args: Any) -> Any:
+    """A callable that builds ``factory(*args)`` on its first call and returns the same object after."""
+    made: list[Any] = []
+
+    def get() -> Any:
+        if not made:
+            made.append(factory(*args))
+        return made[0]
+    return get
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
                         "lenient = only the code extracted from it, no code = a loss (the pair sets hold code "
                         "already); runs with extraction are saved under their own names")
     args = parser.parse_args(argv)
-    from codescaler.bench import pairwise
     from codescaler.records import ExtractMode
 
     # Pair sets hold code: "none" reads them with the strict rule, as before the flag existed.
@@ -108,40 +130,28 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], dict[str, Any]] = {}
     for spec in args.scorers:
-        todo = []
+        scorer = lazy(make_scorer, spec)
         for name in args.sets:
             suffix = f".{args.extract_mode}" if args.extract_mode != "none" and name == "rm-bench" else ""
             suffix += f".first{args.limit}" if args.limit else ""  # never reuse a partial run as a full one
             if name == "rm-bench" and args.rm_bench_languages:
                 suffix += "." + "-".join(sorted(args.rm_bench_languages))
             path = out / f"{spec.replace(':', '_').replace('/', '_')}.{name}{suffix}.json"
-            if path.is_file():
-                results[(spec, name)] = json.loads(path.read_text(encoding="utf-8"))
-            else:
-                todo.append((name, path))
-        if not todo:
-            continue
-        scorer = make_scorer(spec)
-        for name, path in todo:
-            kind, items = load_set(name, out)
+            cached = path.is_file()
+            kind, items = ("", []) if cached else load_set(name, out)
             if kind == "rm-bench" and args.rm_bench_languages:
                 items = [item for item in items if item.group in args.rm_bench_languages]
             items = items[: args.limit] if args.limit else items
-            evaluate = pairwise.evaluate_pairs if kind == "pairs" else pairwise.evaluate_rm_bench
-            started = time.monotonic()
             raw = kind == "rm-bench" and args.extract_mode == "none"
-            result = evaluate(items, scorer.score_codes, input_mode="response" if raw else "code",
-                              extract_mode=extract_mode)
-            result["seconds"] = round(time.monotonic() - started, 1)
-            result["scorer"] = spec
-            result["set"] = name
-            result["extract_mode"] = args.extract_mode
-            result["limit"] = args.limit
+            meta: dict[str, Any] = {"scorer": spec, "set": name, "extract_mode": args.extract_mode,
+                                    "limit": args.limit}
             if name == "rm-bench":
-                result["languages"] = args.rm_bench_languages or "all"
-            write_json(path, result)
-            results[(spec, name)] = result
-            print(f"{spec} on {name}: {headline(result)} ({result['seconds']} s)", flush=True)
+                meta["languages"] = args.rm_bench_languages or "all"
+            results[(spec, name)] = evaluate_cached(path, kind, items, scorer, extract_mode=extract_mode,
+                                                    input_mode="response" if raw else "code", meta=meta)
+            if not cached:
+                print(f"{spec} on {name}: {headline(results[(spec, name)])} "
+                      f"({results[(spec, name)]['seconds']} s)", flush=True)
         del scorer
     lines = ["| scorer | " + " | ".join(args.sets) + " |", "|---|" + "---|" * len(args.sets)]
     for spec in args.scorers:

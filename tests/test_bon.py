@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bon_toy import VARIANTS, write_toy
 from codescaler import data
 from codescaler.bench import pairwise
 from codescaler.bon import BonSettings, run_bon
@@ -15,19 +16,11 @@ from codescaler.bon_signals import candidate_item, score_candidates
 from codescaler.cli import main
 from codescaler.errors import InputError
 from codescaler.models import build_tiny_model
-from codescaler.records import Candidate, ExtractMode, Language, Pair, Problem, Status, TestSuite, Verdict
+from codescaler.records import ExtractMode, Language, Pair
 from codescaler.rerank import Strategy
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.scorer import Scorer
 
-VARIANTS = [
-    "Here you go:\n\n```python\ndef scale(x):\n    return x * {k} + 1\n```\n",                 # s0 correct
-    "```python\ndef scale(x):\n    return x * {k}\n```",                                     # s1 wrong, fails examples
-    "Handles the examples:\n```python\ndef scale(x):\n    return abs(x) * {k} + 1\n```\n",  # s2 passes examples only
-    "```python\ndef scale(x):\n    raise NotImplementedError\n```",                          # s3 crashes
-    "I think this works: def scale(x) return x",                                              # s4 no code
-    "```python\ndef scale(x):\n    return {k} * x + 1\n```",                                  # s5 correct
-]
 # Rewards chosen so every strategy's pick at N=6 (the whole pool) is known by hand:
 # toy/0: s0 tops the RM -> rm, tests+rm, hybrid, cascade (1 run) all pick s0 (correct);
 # toy/1: s1 (fails the examples) tops the RM, then s2 (passes only the examples): rm picks s1, tests+rm
@@ -40,27 +33,13 @@ REWARDS = {"toy/0": [0.9, 0.8, 0.7, 0.6, 0.0, 0.5], "toy/1": [0.4, 0.95, 0.9, 0.
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bon")
-    problems, cands = [], []
-    for t in range(3):
-        k = t + 2
-        hidden = f"def check(candidate):\n    for x in range(-3, 6):\n        assert candidate(x) == x * {k} + 1\n"
-        visible = f"def check(candidate):\n    assert candidate(0) == 1\n    assert candidate(2) == {2 * k + 1}\n"
-        problems.append(Problem(task_id=f"toy/{t}", prompt=f"Write scale(x) returning x*{k}+1.",
-                                tests=TestSuite(functional=hidden), entry_point="scale",
-                                visible_tests=TestSuite(functional=visible) if t != 2 else None))
-        cands += [Candidate(f"toy/{t}", f"s{i}", response=v.format(k=k)) for i, v in enumerate(VARIANTS)]
-    data.write_problems(root / "problems.jsonl", problems)
-    data.write_candidates(root / "candidates.jsonl", cands)
-    data.write_verdicts(root / "verdicts.jsonl", [Verdict(c.task_id, c.candidate_id, Status.PASSED if
-                                                          c.candidate_id in ("s0", "s5") else Status.FAILED)
-                                                  for c in cands])
+    paths = write_toy(root)
     with open(root / "scores.jsonl", "w", encoding="utf-8") as handle:
         for task_id, rewards in REWARDS.items():
             for i, reward in enumerate(rewards):
                 handle.write(json.dumps({"task_id": task_id, "candidate_id": f"s{i}", "reward": reward,
                                          "seconds": 0.5}) + "\n")
-    return {"problems": root / "problems.jsonl", "candidates": root / "candidates.jsonl",
-            "verdicts": root / "verdicts.jsonl", "scores": root / "scores.jsonl"}
+    return {**paths, "scores": root / "scores.jsonl"}
 
 
 def _rm(folder: Path, seed: int) -> Path:

@@ -7,39 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from bon_toy import write_toy
 from codescaler import data
 from codescaler.cli import main
 from codescaler.models import build_tiny_model
 from codescaler.records import Candidate, Problem, Status, TestSuite, Verdict
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 
-VARIANTS = [
-    "Here you go:\n\n```python\ndef scale(x):\n    return x * {k} + 1\n```\n",                 # correct
-    "```python\ndef scale(x):\n    return x * {k}\n```",                                     # wrong
-    "Handles the examples:\n```python\ndef scale(x):\n    return abs(x) * {k} + 1\n```\n",  # passes visible only
-    "```python\ndef scale(x):\n    raise NotImplementedError\n```",                          # crashes
-    "I think this works: def scale(x) return x",                                              # no code
-]
-
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bon")
-    problems, cands = [], []
-    for t in range(3):
-        k = t + 2
-        hidden = f"def check(candidate):\n    for x in range(-3, 6):\n        assert candidate(x) == x * {k} + 1\n"
-        visible = f"def check(candidate):\n    assert candidate(0) == 1\n    assert candidate(2) == {2 * k + 1}\n"
-        problems.append(Problem(task_id=f"toy/{t}", prompt=f"Write scale(x) returning x*{k}+1.",
-                                tests=TestSuite(functional=hidden), entry_point="scale",
-                                visible_tests=TestSuite(functional=visible) if t != 2 else None))
-        for i in range(6):
-            cands.append(Candidate(f"toy/{t}", f"s{i}", response=VARIANTS[i % len(VARIANTS)].format(k=k)))
-    data.write_problems(root / "problems.jsonl", problems)
-    data.write_candidates(root / "candidates.jsonl", cands)
+    paths = write_toy(root)
     rm = build_tiny_model(root / "rm", arch="qwen3", seed=3)
     write_metadata(rm, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=256, backbone="tiny-qwen3"))
-    return {"problems": root / "problems.jsonl", "candidates": root / "candidates.jsonl", "rm": rm, "root": root}
+    return {"problems": paths["problems"], "candidates": paths["candidates"], "rm": rm, "root": root}
 
 
 def _bon(inputs: dict[str, Path], out: Path, *extra: str) -> int:

@@ -14,6 +14,7 @@ import logging
 import os
 import resource
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,6 @@ def score_candidates(settings: BonSettings, problems: dict[str, Problem], cands:
     info_path = path.with_suffix(".info.json")
     if not todo:
         return done, json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else None
-    from tqdm import tqdm
 
     from codescaler.report import write_atomic
     from codescaler.scorer import Scorer
@@ -143,21 +143,20 @@ def score_candidates(settings: BonSettings, problems: dict[str, Problem], cands:
         scorer = Scorer.load(settings.model, device=settings.device, dtype=settings.dtype,
                              batch_size=settings.batch_size, extract_mode=settings.extract_mode)
     write_atomic(info_path, json.dumps(scorer.info, indent=2) + "\n")  # device of the cached timings
-    with tqdm(total=len(todo), desc="RM scores", unit="cand", disable=None) as bar:
-        for start in range(0, len(todo), _SCORE_CHUNK):
-            part = todo[start:start + _SCORE_CHUNK]
-            clock = time.perf_counter()
-            for indices, scores in scorer.iter_score([candidate_item(problems[c.task_id], c) for c in part]):
-                now = time.perf_counter()
-                model = [s.valid for s in scores].count(True)
-                each = (now - clock) / max(1, model)  # a batch's time split evenly over its candidates
-                clock = now
-                rows = [{"task_id": part[i].task_id, "candidate_id": part[i].candidate_id,
-                         "raw_score": s.raw_score, "valid": s.valid, "reward": s.reward,
-                         "seconds": each if s.valid else 0.0} for i, s in zip(indices, scores, strict=True)]
-                store.extend(rows)
-                done.update({(r["task_id"], r["candidate_id"]): r for r in rows})
-                bar.update(len(indices))
+
+    def rows_of(part: list[Candidate]) -> Iterator[list[dict[str, Any]]]:
+        clock = time.perf_counter()
+        for indices, scores in scorer.iter_score([candidate_item(problems[c.task_id], c) for c in part]):
+            now = time.perf_counter()
+            each = (now - clock) / max(1, [s.valid for s in scores].count(True))  # split over the batch
+            clock = now
+            yield [{"task_id": part[i].task_id, "candidate_id": part[i].candidate_id,
+                    "raw_score": s.raw_score, "valid": s.valid, "reward": s.reward,
+                    "seconds": each if s.valid else 0.0} for i, s in zip(indices, scores, strict=True)]
+
+    _fill(store, todo, "RM scores", rows_of)
+    for key, row in store.rows.items():
+        done.setdefault(key, row)
     return done, scorer.info
 
 
@@ -179,34 +178,44 @@ def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cand
     todo = [c for c in cands if (c.task_id, c.candidate_id) not in done]
     if not todo:
         return done
-    from tqdm import tqdm
 
     if scorer is None:
         from codescaler.bench.baselines import LogProbScorer
 
         scorer = LogProbScorer(settings.logprob_model, device=settings.device, dtype=settings.dtype)
-    with tqdm(total=len(todo), desc="log-probs", unit="cand", disable=None) as bar:
-        for start in range(0, len(todo), _SCORE_CHUNK):
-            part = todo[start:start + _SCORE_CHUNK]
-            programs = [item_program(candidate_item(problems[c.task_id], c), mode) for c in part]
-            valid = [i for i, prog in enumerate(programs) if prog is not None]
-            clock = time.perf_counter()
-            values = scorer.score_codes([problems[part[i].task_id].prompt for i in valid],
-                                        [programs[i] for i in valid]) if valid else []
-            each = (time.perf_counter() - clock) / max(1, len(valid))
-            found = dict(zip(valid, values, strict=True))
-            store.extend({"task_id": c.task_id, "candidate_id": c.candidate_id, "logprob": found.get(i),
-                          "seconds": each if i in found else 0.0} for i, c in enumerate(part))
-            bar.update(len(part))
+    def rows_of(part: list[Candidate]) -> Iterator[list[dict[str, Any]]]:
+        programs = [item_program(candidate_item(problems[c.task_id], c), mode) for c in part]
+        valid = [i for i, prog in enumerate(programs) if prog is not None]
+        clock = time.perf_counter()
+        values = scorer.score_codes([problems[part[i].task_id].prompt for i in valid],
+                                    [programs[i] for i in valid]) if valid else []
+        each = (time.perf_counter() - clock) / max(1, len(valid))
+        found = dict(zip(valid, values, strict=True))
+        yield [{"task_id": c.task_id, "candidate_id": c.candidate_id, "logprob": found.get(i),
+                "seconds": each if i in found else 0.0} for i, c in enumerate(part)]
+
+    _fill(store, todo, "log-probs", rows_of)
     return done
+
+
+def _fill(store: Any, todo: list[Any], desc: str, rows_of: Callable[[list[Any]], Iterator[list[dict[str, Any]]]],
+          *, chunk: int = _SCORE_CHUNK, unit: str = "cand") -> None:
+    """Append a row for every job of ``todo`` to ``store`` (an ``AppendStore``, so a killed run keeps what
+    it wrote), ``chunk`` jobs at a time behind a progress bar; ``rows_of(part)`` yields the rows of
+    ``part`` in batches, each row carrying its own ``seconds``. The one loop of every cached signal."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(todo), desc=desc, unit=unit, disable=None) as bar:
+        for start in range(0, len(todo), chunk):
+            for rows in rows_of(todo[start:start + chunk]):
+                store.extend(rows)
+                bar.update(len(rows))
 
 
 # -- execution -----------------------------------------------------------------------------------------
 
 def _execute_cached(jobs: list[tuple[Problem, Candidate]], path: Path, settings: BonSettings, what: str) -> Rows:
     """Execute the jobs not yet in ``path``; append one verdict row per job (with CPU seconds)."""
-    from tqdm import tqdm
-
     from codescaler.executor import ExecuteOptions, execute
 
     store = signal_store(path)
@@ -216,15 +225,15 @@ def _execute_cached(jobs: list[tuple[Problem, Candidate]], path: Path, settings:
         return done
     logger.info("%s: executing %d candidates (%d cached in %s)", what, len(todo), len(jobs) - len(todo), path)
     options = ExecuteOptions(workers=settings.workers)
-    chunk = 64 * options.worker_count()
-    with tqdm(total=len(todo), desc=what, unit="run", disable=None) as bar:
-        for start in range(0, len(todo), chunk):
-            cpu0 = children_cpu_seconds()
-            verdicts = list(execute(todo[start:start + chunk], options))
-            cpu = max(0.0, children_cpu_seconds() - cpu0)
-            wall = sum(v.seconds for v in verdicts) or 1.0
-            store.extend(_verdict_row(v, v.seconds * cpu / wall) for v in verdicts)
-            bar.update(len(verdicts))
+
+    def rows_of(part: list[tuple[Problem, Candidate]]) -> Iterator[list[dict[str, Any]]]:
+        cpu0 = children_cpu_seconds()
+        verdicts = list(execute(part, options))
+        cpu = max(0.0, children_cpu_seconds() - cpu0)
+        wall = sum(v.seconds for v in verdicts) or 1.0
+        yield [_verdict_row(v, v.seconds * cpu / wall) for v in verdicts]
+
+    _fill(store, todo, what, rows_of, chunk=64 * options.worker_count(), unit="run")
     return done
 
 

@@ -26,7 +26,7 @@ from codescaler.data import file_sha256
 from codescaler.errors import InputError
 from codescaler.feature_cache import FeatureCache
 from codescaler.features import FeatureExtractor, FeatureSpec
-from codescaler.heads import Head, HeadSettings, fit_head
+from codescaler.heads import Head, HeadSettings, fit_head, pairwise_accuracy
 from codescaler.records import ExtractMode
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.training import versions
@@ -185,8 +185,7 @@ def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | No
     times["fit_head"] = time.monotonic() - t0
     report = dict(head.report)
     if heldout is not None:
-        margin = head.score(heldout.chosen) - head.score(heldout.rejected)
-        report["heldout_accuracy"] = float(((margin > 0) + 0.5 * (margin == 0)).mean())
+        report["heldout_accuracy"] = pairwise_accuracy(head.score(heldout.chosen), head.score(heldout.rejected))
         report["heldout_pairs"] = len(held)
     head.report = report
     manifest = {

@@ -102,6 +102,16 @@ class Head:
         return target
 
 
+def pairwise_accuracy(chosen: Any, rejected: Any) -> float:
+    """Share of pairs whose chosen score is above the rejected one, ties counting half (0.0 for no pairs).
+
+    The one definition of pairwise accuracy for heads: cross-validation, training and held-out reports.
+    """
+    import numpy as np
+    diff = np.asarray(chosen, dtype=np.float64) - np.asarray(rejected, dtype=np.float64)
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / max(diff.size, 1))
+
+
 def columns_sha256(columns: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(columns).encode()).hexdigest()
 
@@ -174,8 +184,9 @@ def fit_head(chosen: Any, rejected: Any, groups: Sequence[str], columns: Sequenc
                 if not test.any() or test.all():
                     continue
                 head = _fit_once(xc[~test], xr[~test], w[~test], list(columns), settings, value)
-                margin = torch.as_tensor(head.score(xc[test]) - head.score(xr[test]))
-                accs.append(float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean()))
+                chosen, rejected = head.score(xc[test]), head.score(xr[test])
+                margin = torch.as_tensor(chosen - rejected)
+                accs.append(pairwise_accuracy(chosen, rejected))
                 losses.append(float(torch.nn.functional.softplus(-margin).mean()))
             cv.append({"l2": value, "accuracy": sum(accs) / len(accs), "log_loss": sum(losses) / len(losses)})
             logger.info("head %s l2=%g: CV accuracy %.4f, log-loss %.4f", settings.kind, value,
@@ -184,8 +195,7 @@ def fit_head(chosen: Any, rejected: Any, groups: Sequence[str], columns: Sequenc
         l2 = best["l2"]
         report.update({"cv": cv, "cv_folds": settings.folds, "cv_accuracy": best["accuracy"]})
     head = _fit_once(xc, xr, w, list(columns), settings, l2)
-    margin = torch.as_tensor(head.score(xc) - head.score(xr))
-    report["train_accuracy"] = float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean())
+    report["train_accuracy"] = pairwise_accuracy(head.score(xc), head.score(xr))
     report["l2"] = l2
     head.report = report
     return head

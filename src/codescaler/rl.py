@@ -58,27 +58,30 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 _PAPER = dict(beta=0.0, epsilon=0.2, epsilon_high=0.28, temperature=0.6, top_p=0.95)
 # Preset keys that are not GRPOConfig fields: lora, eval_every, train_limit, easiest_first (take the
-# training problems with the shortest reference solutions first), eval_max_new_tokens, eval_batch_size.
+# training problems with the shortest reference solutions first), eval_limit (first N held-out problems),
+# eval_max_new_tokens, eval_batch_size.
 # On CPU gradient checkpointing does not pay: memory is plentiful and recomputation costs ~30% more time.
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's hyperparameters (full fine-tuning); batch sizes for one 80 GB GPU and a 0.5B policy.
     "gpu": dict(_PAPER, num_generations=8, per_device_train_batch_size=32, gradient_accumulation_steps=1,
                 learning_rate=1e-6, max_completion_length=512, bf16=True, save_steps=50, lora=False,
-                eval_every=0, train_limit=None, easiest_first=False, eval_max_new_tokens=512, eval_batch_size=32),
+                eval_every=0, train_limit=None, easiest_first=False, eval_limit=None, eval_max_new_tokens=512,
+                eval_batch_size=32),
     # Two steps on a few easy problems: 160 tokens hold a fenced MBPP solution (tests/test_rl_lora.py measures
     # recorded answers of the real policy); 2 prompts x 4 rollouts so a group can disagree.
     "smoke": dict(_PAPER, num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
                   learning_rate=2e-5, max_completion_length=160, bf16=False, use_cpu=True, save_steps=None,
                   gradient_checkpointing=False, lora=True, eval_every=0, train_limit=8, easiest_first=True,
-                  eval_max_new_tokens=160, eval_batch_size=4),
+                  eval_limit=4, eval_max_new_tokens=160, eval_batch_size=4),
     # A real experiment on CPU: 4 prompts x 4 rollouts a step, LoRA (a higher lr than the paper's full
     # fine-tuning, as usual for adapters), held-out pass@1 every 5 steps, an adapter checkpoint every 5.
     "cpu": dict(_PAPER, num_generations=4, per_device_train_batch_size=16, gradient_accumulation_steps=1,
                 learning_rate=2e-5, max_completion_length=192, bf16=False, use_cpu=True, save_steps=5,
                 gradient_checkpointing=False, lora=True, eval_every=5, train_limit=None, easiest_first=False,
-                eval_max_new_tokens=192, eval_batch_size=8),
+                eval_limit=32, eval_max_new_tokens=192, eval_batch_size=8),
 }
-_OWN_KEYS = ("lora", "eval_every", "train_limit", "easiest_first", "eval_max_new_tokens", "eval_batch_size")
+_OWN_KEYS = ("lora", "eval_every", "train_limit", "easiest_first", "eval_limit", "eval_max_new_tokens",
+             "eval_batch_size")
 # GRPOConfig field -> the CLI flag that sets it, for messages.
 FLAGS = {"per_device_train_batch_size": "--batch-size", "num_generations": "--num-generations",
          "learning_rate": "--lr", "max_completion_length": "--max-completion-length", "save_steps": "--save-steps",
@@ -89,7 +92,7 @@ FLAGS = {"per_device_train_batch_size": "--batch-size", "num_generations": "--nu
 class RLSettings:
     """One GRPO run (resolved by the CLI). ``problems``/``eval_problems``: a JSONL path or a dataset name.
 
-    ``None`` for ``eval_every``, ``train_limit`` or ``lora`` means the preset's value.
+    ``None`` for ``eval_every``, ``train_limit``, ``eval_limit`` or ``lora`` means the preset's value.
     """
 
     output: Path
@@ -102,7 +105,7 @@ class RLSettings:
     max_steps: int = 100
     eval_every: int | None = None      # 0: evaluate only at step 0 and at the end
     train_limit: int | None = None     # first N training problems
-    eval_limit: int | None = 100       # first N held-out problems
+    eval_limit: int | None = None      # first N held-out problems
     resume: bool = False
     seed: int = 0
     data_dir: str | None = None
@@ -299,11 +302,13 @@ def _resolve(s: RLSettings) -> tuple[RLSettings, dict[str, Any], dict[str, Any]]
     if "max_completion_length" in s.overrides and "eval_max_new_tokens" not in s.overrides:
         # The held-out eval measures the policy under the budget it is trained with.
         preset["eval_max_new_tokens"] = s.overrides["max_completion_length"]
-    for key, value in (("eval_every", s.eval_every), ("train_limit", s.train_limit), ("lora", s.lora)):
+    for key, value in (("eval_every", s.eval_every), ("train_limit", s.train_limit), ("eval_limit", s.eval_limit),
+                       ("lora", s.lora)):
         if value is not None:
             preset[key] = value
     own = {key: preset.pop(key) for key in _OWN_KEYS}
-    return replace(s, eval_every=own["eval_every"], train_limit=own["train_limit"], lora=own["lora"]), preset, own
+    return replace(s, eval_every=own["eval_every"], train_limit=own["train_limit"], eval_limit=own["eval_limit"],
+                   lora=own["lora"]), preset, own
 
 
 def run_rl(s: RLSettings) -> dict[str, Any]:

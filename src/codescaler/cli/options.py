@@ -229,14 +229,23 @@ def run_head_training(args: argparse.Namespace, command: str) -> int:
 
 
 # ------------------------------------------------------------------- value types, output files
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, least: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from err
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from err
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def cap(text: str) -> int | None:
+    """An upper bound where 0 means none: an integer >= 0, returned as ``None`` for 0."""
+    return _int_at_least(text, 0, "an integer >= 0") or None
 
 
 def positive_seconds(text: str) -> float:

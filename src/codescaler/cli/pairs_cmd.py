@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
                    help="codescaler: all-pass vs any-fail (the paper); pass-rate: rate gap rule")
     p.add_argument("--min-pass-rate", type=float, default=0.8, help="pass-rate rule: better candidate's rate")
     p.add_argument("--min-gap", type=float, default=0.4, help="pass-rate rule: least rate gap")
-    p.add_argument("--max-pairs-per-problem", type=_cap, default=8, metavar="N",
+    p.add_argument("--max-pairs-per-problem", type=options.cap, default=8, metavar="N",
                    help="cap per problem, 0 = no cap (default 8)")
     p.add_argument("--no-dedup", action="store_true", help="keep programs that normalise to the same code")
     p.add_argument("--keep-docstrings", action="store_true", help="dedup: programs differing in docstrings differ")
@@ -43,17 +43,6 @@ def register(subparsers: Any) -> None:
     options.add_extract_mode(p, default="strict", help="how code is read out of responses (default: strict)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pair sampling (default: %(default)s)")
     p.set_defaults(func=run)
-
-
-def _cap(text: str) -> int | None:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from err
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return None if value == 0 else value
-
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,55 @@
+"""The held-out benchmark script (benchmarks/rm_heldout.py) as a user runs it: a tiny RM on the first items of
+real HumanEvalPack and RM-Bench, one JSON per (scorer, set), reused by a rerun without loading the scorer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+from codescaler.testing import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    backbone = build_tiny_model(tmp_path_factory.mktemp("backbone"), arch="qwen3", seed=3)
+    rm = build_tiny_model(tmp_path_factory.mktemp("rm"), arch="qwen3", seed=4)
+    write_metadata(rm, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=512, backbone=str(backbone)))
+    return rm
+
+
+def _run(out: Path, rm: Path, shared_data: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rm_heldout.py"), "--scorers", f"rm:{rm}",
+         "--sets", "hep-python", "rm-bench", "--limit", "3", "--output-dir", str(out)],
+        capture_output=True, text=True, timeout=600, env={**_env(), "CODESCALER_DATA": str(shared_data)})
+
+
+def _env() -> dict[str, str]:
+    import os
+    return {k: v for k, v in os.environ.items() if k != "CODESCALER_DATA"}
+
+
+def test_rm_heldout_writes_one_result_per_set_and_a_rerun_reuses_them(tmp_path: Path, tiny_rm: Path,
+                                                                      shared_data: Path) -> None:
+    first = _run(tmp_path, tiny_rm, shared_data)
+    assert first.returncode == 0, first.stderr[-2000:]
+    files = sorted(p.name for p in tmp_path.glob("rm_*.json"))
+    assert len(files) == 2 and all(".first3" in f for f in files), files
+    hep = json.loads(next(tmp_path.glob("rm_*hep-python*.json")).read_text())
+    assert hep["limit"] == 3 and 0.0 <= hep["accuracy"] <= 1.0 and hep["seconds"] >= 0
+    bench = json.loads(next(tmp_path.glob("rm_*rm-bench*.json")).read_text())
+    assert {"easy", "normal", "hard", "average"} <= set(bench)
+    assert (tmp_path / "table.md").read_text().count("|") > 4
+    # A rerun reads every result back: nothing is scored, so nothing is printed per set and files are unchanged.
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("rm_*.json")}
+    again = _run(tmp_path, tiny_rm, shared_data)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert " on hep-python:" not in again.stdout and " on rm-bench:" not in again.stdout
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("rm_*.json")} == before
