@@ -125,6 +125,12 @@ def test_lora_grpo_saves_adapter_only_checkpoints_reloads_them_and_resumes_after
     assert [r["step"] for r in rows] == [1, 2]
     assert all(math.isfinite(r["reward_mean"]) and math.isfinite(r["reward_std"]) for r in rows)
     assert [e["step"] for e in _rows(out / "eval.jsonl")] == [0, 1, 2]
+    # Each step's wall time is split into rollouts, rewards and the rest (optimisation); the held-out
+    # eval (its own seconds in eval.jsonl) is in none of them.
+    for r in rows:
+        assert r["generate_s"] > 0 and r["reward_s"] >= 0 and r["optimise_s"] >= 0, r  # garbage code: no RM pass
+        assert r["generate_s"] + r["reward_s"] + r["optimise_s"] == pytest.approx(r["step_s"], abs=0.01), r
+    assert all(e["seconds"] > 0 for e in _rows(out / "eval.jsonl"))
     model_bytes = (tiny_policy / "model.safetensors").stat().st_size
     for folder in (out / "checkpoint-1", out / "checkpoint-2", out / "final"):
         names = {f.name for f in folder.iterdir()}

@@ -37,7 +37,13 @@ from codescaler.errors import InputError
 from codescaler.executor import ExecuteOptions
 from codescaler.extras import require
 from codescaler.records import ExtractMode, Language, Problem, Status
-from codescaler.rl_metrics import evaluate_pass_at_1, make_metrics_callback, run_tests, truncate_rows
+from codescaler.rl_metrics import (
+    StepClock,
+    evaluate_pass_at_1,
+    make_metrics_callback,
+    run_tests,
+    truncate_rows,
+)
 from codescaler.sampling import SamplingConfig, build_messages
 
 __all__ = ["PRESETS", "RLSettings", "TestsReward", "evaluate_pass_at_1", "load_problem_set", "policy_dtype",
@@ -415,11 +421,13 @@ def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_pa
         return evaluate_pass_at_1(m, tokenizer, held_out, max_new_tokens=own["eval_max_new_tokens"],
                                   batch_size=own["eval_batch_size"], options=options, sampling=sampling)
 
+    clock = StepClock()
     callback = make_metrics_callback(out, [f.__name__ for f in reward_funcs], evaluate if held_out else None,
-                                     int(s.eval_every or 0))
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, peft_config=peft_config,
-                          train_dataset=build_dataset(train, sampling), processing_class=tokenizer,
-                          callbacks=[callback])
+                                     int(s.eval_every or 0), clock)
+    trainer = GRPOTrainer(model=model, reward_funcs=[clock.timed(f) for f in reward_funcs], args=config,
+                          peft_config=peft_config, train_dataset=build_dataset(train, sampling),
+                          processing_class=tokenizer, callbacks=[callback])
+    clock.timed_generate(trainer.model)  # the policy TRL generates with (PEFT-wrapped under LoRA)
     logger.info("GRPO: %d training problems, %d held-out, reward %s, preset %s, %s, policy %s, %d steps%s",
                 len(train), len(held_out), s.reward, s.preset, f"LoRA r={s.lora_r}" if s.lora else "full",
                 dtype, s.max_steps, f", resuming {checkpoint}" if checkpoint else "")

@@ -6,9 +6,10 @@ rows after the resumed checkpoint's step are dropped (they are redone) so each f
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,55 @@ def truncate_rows(path: Path, last_step: int) -> None:
     atomic_write_jsonl(path, kept)
 
 
-def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: Any, eval_every: int) -> Any:
-    """A ``TrainerCallback`` writing metrics.jsonl rows and running ``evaluate(model) -> dict`` into eval.jsonl."""
+class StepClock:
+    """Seconds spent generating rollouts and computing rewards since the last ``take()``: the parts of a
+    GRPO step's wall time that are not the optimisation (forward/backward of the policy, optimizer step).
+
+    ``timed_generate(model)`` wraps the policy's ``generate`` (TRL calls it on the unwrapped policy, which is
+    the trained model itself on one process); ``timed(reward_func)`` wraps a reward function, keeping its
+    ``__name__`` (TRL names the reward columns after it).
+    """
+
+    def __init__(self) -> None:
+        self.generate_s = 0.0
+        self.reward_s = 0.0
+        self.generate_calls = 0
+
+    def _add(self, part: str, seconds: float) -> None:
+        setattr(self, part, getattr(self, part) + seconds)
+
+    def timed(self, fn: Callable[..., Any], part: str = "reward_s") -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._add(part, time.perf_counter() - started)
+                if part == "generate_s":
+                    self.generate_calls += 1
+        return wrapper
+
+    def timed_generate(self, model: Any) -> None:
+        model.generate = self.timed(model.generate, "generate_s")
+
+    def take(self) -> dict[str, float | None]:
+        """The seconds since the last call, and reset; ``generate_s`` is None when no generate call was seen
+        (rollouts from vLLM, or a wrapped policy whose unwrapped copy is another object)."""
+        taken = {"generate_s": round(self.generate_s, 3) if self.generate_calls else None,
+                 "reward_s": round(self.reward_s, 3)}
+        self.generate_s = self.reward_s = 0.0
+        self.generate_calls = 0
+        return taken
+
+
+def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: Any, eval_every: int,
+                          clock: StepClock | None = None) -> Any:
+    """A ``TrainerCallback`` writing metrics.jsonl rows and running ``evaluate(model) -> dict`` into eval.jsonl.
+
+    With a ``clock`` each row splits ``step_s`` into ``generate_s``, ``reward_s`` and ``optimise_s`` (the
+    rest); the held-out eval's time is kept out of both (its own ``seconds`` go into eval.jsonl).
+    """
     from transformers import TrainerCallback
 
     metrics_path, eval_path = output / "metrics.jsonl", output / "eval.jsonl"
@@ -96,7 +144,14 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
             if evaluate is None or step in self.evaluated or not self.main:
                 return
             self.evaluated.add(step)
+            started = time.monotonic()
+            saved = (clock.generate_s, clock.reward_s, clock.generate_calls) if clock is not None else None
             row = {"step": step, **evaluate(model)}
+            seconds = time.monotonic() - started
+            row["seconds"] = round(seconds, 3)
+            if clock is not None and saved is not None:  # the eval's generate calls are not a step's
+                clock.generate_s, clock.reward_s, clock.generate_calls = saved
+            self.last += seconds  # nor is its wall time
             logger.info("held-out eval at step %d: %s", step, row)
             append_row(eval_path, row)
 
@@ -105,6 +160,8 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
             self.main = state.is_world_process_zero  # with several processes, rank 0 alone writes
             if state.global_step == 0:
                 self._eval(0, model)
+            if clock is not None:
+                clock.take()  # loading and the step-0 eval are not the first step's
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if not logs or "reward" not in logs or not self.main:
@@ -116,6 +173,11 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
                    "pass_rate": logs.get("tests/pass_rate"),
                    "response_length_mean": logs.get("completions/mean_length"),
                    "wall_s": round(now - self.start, 3), "step_s": round(now - self.last, 3)}
+            if clock is not None:
+                parts = clock.take()
+                row.update(parts)
+                if parts["generate_s"] is not None:
+                    row["optimise_s"] = round(max(0.0, row["step_s"] - parts["generate_s"] - parts["reward_s"]), 3)
             for name in reward_names:
                 row[f"reward_{name}"] = logs.get(f"rewards/{name}/mean")
             self.last = now
