@@ -264,3 +264,16 @@ def test_max_completion_length_also_bounds_the_held_out_eval(tmp_path: Path) -> 
     own = _resolve(RLSettings(output=tmp_path, preset="smoke", overrides={"max_completion_length": 12}))[2]
     assert own["eval_max_new_tokens"] == 12
     assert _resolve(RLSettings(output=tmp_path, preset="cpu"))[2]["eval_max_new_tokens"] == 192
+
+
+def test_presets_size_the_held_out_eval_and_the_flag_overrides_it(tmp_path: Path, shared_data: Path) -> None:
+    from codescaler.rl import _problems, _resolve
+
+    def held_out(preset: str, **kw: object) -> int:
+        settings, _, own = _resolve(RLSettings(output=tmp_path, preset=preset, eval_problems="mbpp-validation",
+                                               data_dir=str(shared_data), **kw))  # type: ignore[arg-type]
+        return len(_problems(settings, 2, own["easiest_first"])[1])
+
+    # smoke: no held-out eval unless asked (4 problems cost about a minute of greedy decoding on 2 cores)
+    assert (held_out("smoke"), held_out("cpu"), held_out("gpu")) == (0, 32, 90)
+    assert held_out("smoke", eval_limit=4) == 4

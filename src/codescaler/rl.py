@@ -74,11 +74,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                 eval_every=0, train_limit=None, easiest_first=False, eval_limit=None, eval_max_new_tokens=512,
                 eval_batch_size=32),
     # Two steps on a few easy problems: 160 tokens hold a fenced MBPP solution (tests/test_rl_lora.py measures
-    # recorded answers of the real policy); 2 prompts x 4 rollouts so a group can disagree.
-    "smoke": dict(_PAPER, num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+    # recorded answers of the real policy); one prompt x 4 rollouts a step, so a group can disagree, and no
+    # held-out eval unless --eval-limit asks (on a 2-core AVX2 CPU a step of 2 prompts took 165 s and
+    # an eval of 4 problems 64 s: docs/rl.md).
+    "smoke": dict(_PAPER, num_generations=4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                   learning_rate=2e-5, max_completion_length=160, bf16=False, use_cpu=True, save_steps=None,
                   gradient_checkpointing=False, lora=True, eval_every=0, train_limit=8, easiest_first=True,
-                  eval_limit=4, eval_max_new_tokens=160, eval_batch_size=4),
+                  eval_limit=0, eval_max_new_tokens=160, eval_batch_size=4),
     # A real experiment on CPU: 4 prompts x 4 rollouts a step, LoRA (a higher lr than the paper's full
     # fine-tuning, as usual for adapters), held-out pass@1 every 5 steps, an adapter checkpoint every 5.
     "cpu": dict(_PAPER, num_generations=4, per_device_train_batch_size=16, gradient_accumulation_steps=1,

@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: %(default)s)")
     p.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (default: %(default)s)")
     p.add_argument("--eval-limit", type=int, default=None,
-                   help="use the first N held-out problems (default: the preset's; smoke 4, cpu 32, gpu all)")
+                   help="use the first N held-out problems (default: the preset's; smoke none, cpu 32, gpu all)")
     p.add_argument("--max-completion-length", type=int, default=None, help="override the preset")
     p.add_argument("--batch-size", type=int, default=None,
                    help="completions per device per step (override the preset; a multiple of --num-generations)")
