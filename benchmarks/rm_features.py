@@ -50,8 +50,10 @@ def source_of_tasks(raw: Path) -> dict[str, str]:
     return out
 
 
-def sample_pairs(path: Path, per_source: int, seed: int, sources: dict[str, str]) -> list[Any]:
-    """Up to ``per_source`` usable pairs of each source, at most 2 per problem, seeded (nested in N)."""
+def sample_pairs(path: Path, per_source: int, seed: int, sources: dict[str, str],
+                 override: dict[str, int] | None = None) -> list[Any]:
+    """Up to ``per_source`` usable pairs of each source (``override``: another count for some
+    ``source:kind`` keys, e.g. ``mbpp:mutant``), at most 2 per problem, seeded (nested in N)."""
     from codescaler.training import read_pairs
 
     examples, _ = read_pairs(path)
@@ -69,12 +71,13 @@ def sample_pairs(path: Path, per_source: int, seed: int, sources: dict[str, str]
         names = sorted(problems)
         random.Random(f"{seed}:{source}").shuffle(names)
         taken: list[Any] = []
+        want = (override or {}).get(source, per_source)
         for name in names:
-            if len(taken) >= per_source:
+            if len(taken) >= want:
                 break
             group = sorted(problems[name], key=lambda ex: ex.line)
             random.Random(f"{seed}:{source}:{name}").shuffle(group)
-            taken += group[: min(2, per_source - len(taken))]
+            taken += group[: min(2, want - len(taken))]
         picked += taken
     return picked
 
@@ -114,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw", type=Path, default=ROOT / "runs/train-data/raw", help="for each task's source")
     ap.add_argument("--per-source", type=int, default=25)
     ap.add_argument("--val-per-source", type=int, default=8)
+    ap.add_argument("--source-pairs", nargs="*", default=[], metavar="SOURCE:KIND=N",
+                    help="another training-pair count for some sources, e.g. leetcode-train:mutant=300 "
+                         "(kinds: mutant = reference vs mutant, real = LLM samples)")
     ap.add_argument("--limit", type=int, default=None, help="first N pairs (items) of each evaluation set")
     ap.add_argument("--sets", nargs="+", choices=SETS, default=["hep-python", "rm-bench-python", "codex"])
     ap.add_argument("--output-dir", type=Path, default=ROOT / "runs/rm-features")
@@ -135,7 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     out = a.output_dir
     out.mkdir(parents=True, exist_ok=True)
     sources = source_of_tasks(a.raw)
-    train = sample_pairs(a.train_pairs, a.per_source, a.seed, sources)
+    override = {}
+    for spec in a.source_pairs:
+        key, sep, count = spec.partition("=")
+        if not sep or ":" not in key or not count.isdigit():
+            raise SystemExit(f"--source-pairs {spec!r}: expected SOURCE:KIND=N, e.g. mbpp:mutant=300")
+        override[key] = int(count)
+    train = sample_pairs(a.train_pairs, a.per_source, a.seed, sources, override)
     val = sample_pairs(a.val_pairs, a.val_per_source, a.seed, sources) if a.val_per_source else []
     settings = HeadTrainSettings(pairs=(a.train_pairs,), output=out, layers=LAYERS, max_length=a.max_length,
                                  batch_size=a.batch_size)

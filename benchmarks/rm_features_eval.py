@@ -47,6 +47,12 @@ CONFIGS: dict[str, tuple[Any, ...]] = {
     "hidden 24 + lik (free) + facts, real-sample pairs only": (hidden(24) + LIK + FACTS, "linear", "real", "free"),
     "hidden 12,18,24 + lik + facts, mutant pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear", "mutant"),
     "hidden 12,18,24 + lik + facts, real-sample pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear", "real"),
+    "hidden 8 + lik + facts, mutant pairs only": (hidden(8) + LIK + FACTS, "linear", "mutant"),
+    "hidden 12 + lik + facts, mutant pairs only": (hidden(12) + LIK + FACTS, "linear", "mutant"),
+    "hidden 12,18,24 + lik + facts, lp_mean free, mutant pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear",
+                                                                       "mutant", "free-lp"),
+    "hidden 12,18,24 + lik (free) + facts, mutant pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear", "mutant",
+                                                                "free"),
 }
 
 
