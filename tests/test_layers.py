@@ -28,6 +28,8 @@ LAYERS: dict[str, int] = {
     "codescaler.python_source": 1, "codescaler.batching": 1, "codescaler.scoring": 1,
     "codescaler.sandbox": 2, "codescaler.sandbox_launch": 2, "codescaler.sandbox_harness": 2,
     "codescaler.sandbox_seccomp": 2, "codescaler.executor": 2, "codescaler.data": 2, "codescaler.training": 2,
+    "codescaler.training_settings": 2, "codescaler.training_pairs": 2, "codescaler.training_backbone": 2,
+    "codescaler.training_checkpoint": 2,
     "codescaler.scorer": 2, "codescaler.rm_checkpoint": 2, "codescaler.mutate": 2, "codescaler.models": 2,
     "codescaler.models.__main__": 4, "codescaler.sampling": 2, "codescaler.features": 2,
     "codescaler.feature_cache": 2, "codescaler.heads": 2, "codescaler.head_training": 2,

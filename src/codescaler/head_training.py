@@ -29,7 +29,7 @@ from codescaler.features import FeatureExtractor, FeatureSpec
 from codescaler.heads import Head, HeadSettings, fit_head, pairwise_accuracy
 from codescaler.records import ExtractMode
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
-from codescaler.training import versions
+from codescaler.training_checkpoint import versions
 
 logger = logging.getLogger(__name__)
 
