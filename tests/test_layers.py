@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, int] = {
     "codescaler": 0,  # the package root holds only __version__
     "codescaler.records": 0, "codescaler.errors": 0, "codescaler.extras": 0,
-    "codescaler.extract": 1, "codescaler.shaping": 1, "codescaler.pairs": 1, "codescaler.rerank": 1,
+    "codescaler.extract": 1, "codescaler.shaping": 1, "codescaler.pairs": 1, "codescaler.pair_rules": 1,
+    "codescaler.pair_labels": 1, "codescaler.rerank": 1,
     "codescaler.python_source": 1, "codescaler.batching": 1, "codescaler.scoring": 1,
     "codescaler.sandbox": 2, "codescaler.sandbox_launch": 2, "codescaler.sandbox_harness": 2,
     "codescaler.sandbox_seccomp": 2, "codescaler.executor": 2, "codescaler.data": 2, "codescaler.training": 2,
