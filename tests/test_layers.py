@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "codescaler.training_checkpoint": 2,
     "codescaler.scorer": 2, "codescaler.rm_checkpoint": 2, "codescaler.mutate": 2, "codescaler.models": 2,
     "codescaler.models.__main__": 4, "codescaler.sampling": 2, "codescaler.features": 2,
+    "codescaler.feature_spec": 2, "codescaler.feature_backbone": 2,
     "codescaler.feature_cache": 2, "codescaler.heads": 2, "codescaler.head_training": 2,
     "codescaler.model_card": 2, "codescaler.testing": 2,
     "codescaler.hub_push": 2,

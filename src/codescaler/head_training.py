@@ -105,7 +105,7 @@ class LazyExtractor:
     def _probe_spec(self, backbone: str) -> FeatureSpec:
         import json
 
-        from codescaler.features import backbone_folder, weights_sha256
+        from codescaler.feature_backbone import backbone_folder, weights_sha256
 
         folder = backbone_folder(backbone)
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
