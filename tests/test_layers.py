@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "codescaler.model_card": 2, "codescaler.testing": 2,
     "codescaler.hub_push": 2,
     "codescaler.integrations": 3, "codescaler.server": 3, "codescaler.bench": 3, "codescaler.rl": 3,
+    "codescaler.rl_settings": 3, "codescaler.rl_problems": 3, "codescaler.rl_rewards": 3,
     "codescaler.rl_metrics": 3, "codescaler.report": 3, "codescaler.bon": 3, "codescaler.bon_signals": 3,
     "codescaler.cli": 4, "codescaler.__main__": 4,
 }
