@@ -63,7 +63,7 @@ def load_backbone(name: str, *, device: str | None = None, dtype: Any = None,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from codescaler.scorer import pick_dtype
+    from codescaler.model_device import pick_dtype
 
     folder = backbone_folder(name)
     sha = weights_sha256(folder)

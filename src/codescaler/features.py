@@ -160,7 +160,7 @@ class FeatureExtractor:
         import numpy as np
         import torch
 
-        from codescaler.scorer import right_pad
+        from codescaler.model_device import right_pad
 
         batch = [ids[prefix:] for ids, _, _ in spans]
         input_ids, mask = right_pad(batch, prefix, self._pad_id, self.device)

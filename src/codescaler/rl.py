@@ -76,11 +76,11 @@ logger = logging.getLogger(__name__)
 
 def policy_dtype(device: Any, n_params: int, *, lora: bool) -> Any:
     """The base policy's dtype: bf16 only under LoRA (fp32 adapters hold the small updates) and only where
-    ``scorer.pick_dtype`` finds native bf16 (CUDA; AVX512/AMX CPUs: on AVX2 bf16 matmul is 3.4x slower
+    ``model_device.pick_dtype`` finds native bf16 (CUDA; AVX512/AMX CPUs: on AVX2 bf16 matmul is 3.4x slower
     than fp32). Full fine-tuning keeps fp32 master weights: a 1e-6 update is below bf16's resolution."""
     import torch
 
-    from codescaler.scorer import pick_dtype
+    from codescaler.model_device import pick_dtype
 
     return pick_dtype(None, device, n_params) if lora else torch.float32
 
