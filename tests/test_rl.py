@@ -182,7 +182,8 @@ def test_gpu_experiment_script_smoke_form_writes_both_summaries(tmp_path: Path, 
 ])
 def test_vllm_flags_set_trls_grpo_config_fields(tmp_path: Path, flags: list[str], expected: dict) -> None:
     from codescaler.cli import build_parser
-    from codescaler.rl import _resolve, grpo_config
+    from codescaler.rl import grpo_config
+    from codescaler.rl_settings import resolve_settings as _resolve
 
     args = build_parser().parse_args(["rl", "--output-dir", str(tmp_path / "run"), "--preset", "cpu", *flags])
     settings = RLSettings(output=args.output_dir, preset=args.preset, vllm=args.vllm_server)

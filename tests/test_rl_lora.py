@@ -245,7 +245,8 @@ def test_full_flag_keeps_full_fine_tuning_with_full_checkpoints(tmp_path: Path, 
 
 
 def test_smoke_preset_trains_on_the_easiest_handful_of_train_problems(tmp_path: Path, shared_data: Path) -> None:
-    from codescaler.rl import _problems, _resolve
+    from codescaler.rl_problems import select_problems as _problems
+    from codescaler.rl_settings import resolve_settings as _resolve
 
     settings, _, own = _resolve(RLSettings(output=tmp_path, preset="smoke", eval_problems="mbpp-validation",
                                            eval_limit=5, data_dir=str(shared_data)))
@@ -259,7 +260,7 @@ def test_smoke_preset_trains_on_the_easiest_handful_of_train_problems(tmp_path: 
 
 
 def test_max_completion_length_also_bounds_the_held_out_eval(tmp_path: Path) -> None:
-    from codescaler.rl import _resolve
+    from codescaler.rl_settings import resolve_settings as _resolve
 
     own = _resolve(RLSettings(output=tmp_path, preset="smoke", overrides={"max_completion_length": 12}))[2]
     assert own["eval_max_new_tokens"] == 12
@@ -267,7 +268,8 @@ def test_max_completion_length_also_bounds_the_held_out_eval(tmp_path: Path) -> 
 
 
 def test_presets_size_the_held_out_eval_and_the_flag_overrides_it(tmp_path: Path, shared_data: Path) -> None:
-    from codescaler.rl import _problems, _resolve
+    from codescaler.rl_problems import select_problems as _problems
+    from codescaler.rl_settings import resolve_settings as _resolve
 
     def held_out(preset: str, **kw: object) -> int:
         settings, _, own = _resolve(RLSettings(output=tmp_path, preset=preset, eval_problems="mbpp-validation",

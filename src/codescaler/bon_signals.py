@@ -92,7 +92,7 @@ def candidate_item(problem: Problem, candidate: Candidate) -> ScoreItem:
 def score_cache_key(settings: BonSettings) -> str:
     """sha256 of what decides a candidate's score: the checkpoint's content, input format, extraction
     mode, dtype. Hashing a model's weights is memoised per process and file state
-    (``features.weights_sha256``)."""
+    (``feature_backbone.weights_sha256``)."""
     from codescaler.rm_checkpoint import METADATA_FILE, adapter_base_model, checkpoint_sha256, read_metadata
     from codescaler.scorer import resolve_checkpoint
 
@@ -165,7 +165,7 @@ def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cand
     """Mean token log-prob of each candidate's program under ``settings.logprob_model`` (the ``logprob``
     strategy), cached in ``logprob-<key>.jsonl``; the program is read by the same rule as RM scores."""
     from codescaler.extract import item_program
-    from codescaler.features import backbone_folder, weights_sha256
+    from codescaler.feature_backbone import backbone_folder, weights_sha256
     from codescaler.records import ExtractMode
 
     mode = settings.extract_mode or ExtractMode.STRICT

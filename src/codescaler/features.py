@@ -26,140 +26,37 @@ Contract
 - Prefix sharing and length bucketing come from ``codescaler.batching``; the shared prefix always
   stops before the position that predicts the first code token, so every code-dependent quantity is
   computed in the continuation and the result equals the unshared computation (tests check it).
+
+``FeatureSpec`` and the column-name constants live in ``feature_spec``; finding, hashing and loading the
+backbone in ``feature_backbone``. Their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from codescaler.batching import plan_batches
 from codescaler.errors import InputError
+from codescaler.feature_backbone import backbone_folder, load_backbone, weights_sha256
+from codescaler.feature_spec import (
+    FACT_NAMES,
+    LIKELIHOOD_NAMES,
+    POOLINGS,
+    SPEC_VERSION,
+    WITHOUT_PROBLEM_NAMES,
+    FeatureSpec,
+)
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, encode_rm_input_span
+
+__all__ = ["FACT_NAMES", "LIKELIHOOD_NAMES", "LOGIT_CHUNK", "POOLINGS", "SPEC_VERSION", "WITHOUT_PROBLEM_NAMES",
+           "FeatureExtractor", "FeatureSpec", "backbone_folder", "code_facts", "load_backbone", "weights_sha256"]
 
 logger = logging.getLogger(__name__)
 
-SPEC_VERSION = 1
-POOLINGS = ("last", "mean")
-LIKELIHOOD_NAMES = ("lp_mean", "lp_min", "lp_q05", "lp_q25", "lp_q50", "lp_sum", "entropy_mean",
-                    "frac_lp_below_-3", "log_tokens")
-WITHOUT_PROBLEM_NAMES = ("np_lp_mean", "np_lp_sum", "pmi_mean", "pmi_sum")
-FACT_NAMES = ("log_chars", "log_lines", "parses")
 LOGIT_CHUNK = 256
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What to compute, and for which backbone: the identity of a feature vector.
-
-    ``backbone_sha256`` is the hash of the backbone's weight files, so a cache or a head can never be
-    mixed with features of other weights. ``input_format``/``max_length`` fix the RM input.
-    """
-
-    backbone: str
-    backbone_sha256: str
-    hidden_size: int
-    input_format: str = InputFormat.CHAT_TEMPLATE.value
-    max_length: int = 1024
-    layers: tuple[int, ...] = (24,)
-    pooling: tuple[str, ...] = POOLINGS
-    likelihood: bool = True
-    without_problem: bool = False
-    facts: bool = True
-    version: int = SPEC_VERSION
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
-        object.__setattr__(self, "pooling", tuple(self.pooling))
-        unknown = [p for p in self.pooling if p not in POOLINGS]
-        if unknown:
-            raise InputError(f"unknown pooling {unknown}", field="features.pooling", fix=f"use {POOLINGS}")
-        if self.version != SPEC_VERSION:
-            raise InputError(f"feature spec version {self.version} is not computable by this codescaler "
-                             f"(it computes version {SPEC_VERSION})", field="features.version",
-                             fix="use the codescaler version that trained this head, or retrain the head")
-        if self.without_problem and not self.likelihood:
-            raise InputError("without_problem needs likelihood", field="features.without_problem")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["layers"], out["pooling"] = list(self.layers), list(self.pooling)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Any, *, path: str | None = None) -> FeatureSpec:
-        """Validate a spec read from a checkpoint or a cache; unknown keys are refused (a newer spec)."""
-        if not isinstance(data, dict):
-            raise InputError("feature spec must be a JSON object", path=path, field="features")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"this codescaler cannot compute feature fields {unknown}", path=path,
-                             field=f"features.{unknown[0]}", fix="upgrade codescaler, or retrain the head")
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise InputError(f"bad feature spec: {err}", path=path, field="features") from None
-
-    @property
-    def key(self) -> str:
-        """Content hash of the spec (cache folder name)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
-
-    @property
-    def deepest_layer(self) -> int:
-        return max(self.layers, default=0)
-
-    def names(self) -> list[str]:
-        """Column names, in the order of the feature rows."""
-        return [n for group in self.groups().values() for n in group]
-
-    def groups(self) -> dict[str, list[str]]:
-        """Column names by group: ``h{L}.{pool}`` per layer and pooling, then likelihood, ... facts."""
-        out: dict[str, list[str]] = {}
-        for layer in self.layers:
-            for pool in self.pooling:
-                out[f"h{layer}.{pool}"] = [f"h{layer}.{pool}.{i}" for i in range(self.hidden_size)]
-        if self.likelihood:
-            out["likelihood"] = list(LIKELIHOOD_NAMES)
-        if self.without_problem:
-            out["without_problem"] = list(WITHOUT_PROBLEM_NAMES)
-        if self.facts:
-            out["facts"] = list(FACT_NAMES)
-        return out
-
-
-def weights_sha256(folder: str | Path) -> str:
-    """sha256 over a model folder's weight files (name + content, sorted), the backbone's identity.
-
-    Hashing a 0.5B model reads ~1.3 GB, and one job asks twice (the spec, then the load): the digest is
-    memoised per process on the files' names, sizes and modification times.
-    """
-    root = Path(folder)
-    files = sorted(p for p in root.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf") and p.is_file())
-    if not files:
-        raise InputError(f"{root} holds no weight files", path=str(root), field="backbone",
-                         fix="pass a Hugging Face model folder")
-    state = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _files_sha256(state)
-
-
-@functools.lru_cache(maxsize=8)
-def _files_sha256(state: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for path, _size, _mtime in state:
-        digest.update(Path(path).name.encode() + b"\0")
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 class FeatureExtractor:
@@ -263,7 +160,7 @@ class FeatureExtractor:
         import numpy as np
         import torch
 
-        from codescaler.scorer import right_pad
+        from codescaler.model_device import right_pad
 
         batch = [ids[prefix:] for ids, _, _ in spans]
         input_ids, mask = right_pad(batch, prefix, self._pad_id, self.device)
@@ -400,53 +297,3 @@ def code_facts(code: str) -> list[float]:
     from codescaler.python_source import parse_python
 
     return [math.log1p(len(code)), math.log1p(code.count("\n") + 1), 1.0 if parse_python(code) is not None else 0.0]
-
-
-def backbone_folder(name: str) -> Path:
-    """The local folder of a short name, folder or hub id (hub ids are downloaded where the hub is reachable)."""
-    from codescaler.models import resolve_model
-
-    folder = Path(resolve_model(name))
-    if not folder.is_dir():
-        from huggingface_hub import snapshot_download
-
-        folder = Path(snapshot_download(str(folder)))
-    return folder
-
-
-def load_backbone(name: str, *, device: str | None = None, dtype: Any = None,
-                  expect_sha256: str | None = None) -> tuple[Any, Any, str]:
-    """(causal LM in its target dtype, tokenizer, weights sha256) for a short name, folder or hub id.
-
-    ``expect_sha256``: refuse other weights, before they are loaded.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from codescaler.scorer import pick_dtype
-
-    folder = backbone_folder(name)
-    sha = weights_sha256(folder)
-    if expect_sha256 and sha != expect_sha256:
-        raise InputError(f"backbone {name!r} has weights {sha[:12]}…, but the features were made on "
-                         f"{expect_sha256[:12]}…", field="features.backbone_sha256",
-                         fix="rebuild the backbone with `python -m codescaler.models prepare`, or retrain "
-                         "the head on this backbone")
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    chosen = pick_dtype(dtype, target, _parameter_count(folder))
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=chosen)
-    except ValueError as err:
-        raise InputError(f"{name!r} is not a causal LM: {str(err).splitlines()[0]}", field="features.backbone",
-                         fix="feature heads need a causal LM backbone (e.g. qwen2.5-coder-0.5b-instruct)") from None
-    model = model.to(target)  # type: ignore[arg-type]  # transformers' stubs type .to() for PreTrainedModel
-    return model.eval(), tokenizer, sha
-
-
-def _parameter_count(folder: Path) -> int:
-    """Parameters from the weight files' sizes (bytes / bytes per parameter), without loading them."""
-    total = sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors")
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8")) if (folder / "config.json").is_file() else {}
-    width = 2 if str(config.get("torch_dtype", config.get("dtype", "float32"))) in ("bfloat16", "float16") else 4
-    return total // width

@@ -29,7 +29,7 @@ from codescaler.features import FeatureExtractor, FeatureSpec
 from codescaler.heads import Head, HeadSettings, fit_head, pairwise_accuracy
 from codescaler.records import ExtractMode
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
-from codescaler.training import versions
+from codescaler.training_checkpoint import versions
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class LazyExtractor:
     def _probe_spec(self, backbone: str) -> FeatureSpec:
         import json
 
-        from codescaler.features import backbone_folder, weights_sha256
+        from codescaler.feature_backbone import backbone_folder, weights_sha256
 
         folder = backbone_folder(backbone)
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))

@@ -188,12 +188,12 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 def checkpoint_sha256(directory: str | os.PathLike[str]) -> str:
     """Content hash of a checkpoint folder: the name and bytes of every top-level file (not hidden
     ones, not subfolders such as trainer ``checkpoint-N``). Weight and head files go through
-    ``features.weights_sha256``, memoised per process on their names, sizes and mtimes; the rest
+    ``feature_backbone.weights_sha256``, memoised per process on their names, sizes and mtimes; the rest
     (codescaler.json, configs, tokenizer) is small and read each time. Retraining into the same folder
     changes it; copying the folder elsewhere does not."""
     import hashlib
 
-    from codescaler.features import weights_sha256
+    from codescaler.feature_backbone import weights_sha256
 
     root = Path(directory)
     files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))

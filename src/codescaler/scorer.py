@@ -31,6 +31,9 @@ Contract and decisions
 - A response without valid code gets ``raw_score=None``, ``valid=False`` and reward 0 (shaping).
 - Thread-safety: one Scorer is meant for one thread at a time (torch releases the GIL, but the
   tokenizer and batching state are not shared-safe); servers should serialise calls.
+
+The dtype rule and right padding live in ``model_device`` (``pick_dtype``, ``right_pad``); finding a
+checkpoint's metadata, tokenizer and sequence classifier in ``rm_loading``. Both are re-exported here.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import Any
 from codescaler import __version__
 from codescaler.batching import plan_batches
 from codescaler.errors import InputError
+from codescaler.model_device import pick_dtype, right_pad
 from codescaler.records import ExtractMode, Score, ScoreItem
 from codescaler.rm_checkpoint import (
     METADATA_FILE,
@@ -53,12 +57,15 @@ from codescaler.rm_checkpoint import (
     encode_rm_input,
     read_metadata,
 )
+from codescaler.rm_loading import hub_metadata, load_sequence_classifier, tokenizer_source
 from codescaler.scoring import gather, iter_item_scores
+
+__all__ = ["DEFAULT_MODEL", "Scorer", "default_rm_path", "pick_dtype", "resolve_checkpoint", "right_pad",
+           "tokenizer_source"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
-_BF16_CPU_MIN_PARAMS = 100_000_000
 
 
 def default_rm_path() -> Path:
@@ -84,63 +91,6 @@ def resolve_checkpoint(model: str) -> str:
     if not Path(resolved).exists():
         check_hub_model(resolved)  # a hub id: one clear line now rather than a traceback after retries
     return resolved
-
-
-def _hub_metadata(model_id: str) -> RMMetadata | None:
-    """codescaler.json of a hub model, or None when it has none or the hub is unreachable."""
-    try:
-        from huggingface_hub import hf_hub_download
-
-        local = hf_hub_download(model_id, METADATA_FILE)
-    except Exception as err:  # offline, missing file, gated repo: all mean "no metadata"
-        logger.debug("no %s for %s: %s", METADATA_FILE, model_id, err)
-        return None
-    return read_metadata(Path(local).parent)
-
-
-def pick_dtype(dtype: str | Any | None, device: Any, n_params: int) -> Any:
-    import torch
-
-    if dtype is not None and dtype != "auto":
-        if isinstance(dtype, torch.dtype):
-            return dtype
-        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-        if dtype not in names:
-            raise InputError(f"unknown dtype {dtype!r}", field="dtype", fix="use auto, float32, bfloat16 or float16")
-        return names[dtype]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu" and n_params >= _BF16_CPU_MIN_PARAMS:
-        capability = str(torch.backends.cpu.get_cpu_capability())
-        if "AVX512" in capability or "AMX" in capability:
-            return torch.bfloat16
-    return torch.float32
-
-
-
-
-def tokenizer_source(checkpoint: str, base: str) -> str:
-    """Where a checkpoint's tokenizer lives: the checkpoint itself (a hub id, or a folder with tokenizer
-    files), else its base model (a LoRA adapter folder such as the shipped default RM carries none)."""
-    folder = Path(checkpoint)
-    return checkpoint if not folder.is_dir() or (folder / "tokenizer_config.json").is_file() else base
-
-
-def _load_sequence_classifier(base: str, *, quiet_missing_head: bool) -> Any:
-    """Load a one-label sequence classifier in float32. With an adapter the score head comes from the
-    adapter, so transformers' "score.weight MISSING / newly initialized" report is noise: silence it."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    previous = hf_logging.get_verbosity()
-    if quiet_missing_head:
-        hf_logging.set_verbosity_error()
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
-    finally:
-        hf_logging.set_verbosity(previous)
 
 
 class Scorer:
@@ -234,7 +184,7 @@ class Scorer:
         if local and (Path(path) / METADATA_FILE).is_file():
             meta = read_metadata(path)
         elif not local:
-            meta = _hub_metadata(path)
+            meta = hub_metadata(path)
         if meta is not None and input_format is not None and InputFormat(input_format) != meta.input_format:
             raise InputError(f"{path} was trained with input format {meta.input_format.value!r}, not "
                              f"{input_format!r}", field="input_format", fix="drop --input-format")
@@ -250,7 +200,7 @@ class Scorer:
             meta = default_metadata(tokenizer, model, input_format)
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # Load in float32 first: the dtype choice needs the parameter count, and a cast is cheap.
-        net = _load_sequence_classifier(base, quiet_missing_head=adapter)
+        net = load_sequence_classifier(base, quiet_missing_head=adapter)
         if adapter:
             from peft import PeftModel
 
@@ -418,18 +368,3 @@ class Scorer:
         else:
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
         return [float(v) for v in logits[:, 0].float().cpu()]
-
-
-def right_pad(batch: Sequence[Sequence[int]], prefix_length: int, pad_id: int, device: Any) -> tuple[Any, Any]:
-    """(input_ids, attention_mask) for rows of token ids padded on the right; the mask also covers
-    ``prefix_length`` cached tokens before every row (prefix sharing). Shared by the feature extractor."""
-    import torch
-
-    width = max(len(ids) for ids in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), prefix_length + width), dtype=torch.long)
-    mask[:, :prefix_length] = 1
-    for row, ids in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
-        mask[row, prefix_length: prefix_length + len(ids)] = 1
-    return input_ids.to(device), mask.to(device)

@@ -16,7 +16,9 @@ import argparse
 import contextlib
 import fcntl
 import math
+import shlex
 import sys
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +228,28 @@ def run_head_training(args: argparse.Namespace, command: str) -> int:
     print(f"saved {saved} ({report['kind']} head, {report['pairs']} pairs; CV accuracy "
           f"{'n/a' if cv is None else f'{cv:.3f}'}, held-out {'n/a' if held is None else f'{held:.3f}'})")
     return 0
+
+
+def command_line(verb: str, args: argparse.Namespace, skip: Collection[str] = (),
+                 on_by_default: Sequence[str] = ("likelihood", "facts")) -> str:
+    """The command line that repeats a run of ``verb``: every flag in ``args`` spelled out (defaults
+    included) except those in ``skip`` and those that are None or False; a flag in ``on_by_default``
+    (``--no-likelihood`` / ``--no-facts``) is written as ``--no-X`` when it is off."""
+    words = ["codescaler", verb]
+    for key, value in sorted(vars(args).items()):
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, list):
+            words += [flag, *(str(v) for v in value)]
+        elif value is not True:
+            words += [flag, str(value)]
+        elif key not in on_by_default:
+            words.append(flag)
+    for key in on_by_default:
+        if getattr(args, key, True) is False:
+            words.append("--no-" + key.replace("_", "-"))
+    return shlex.join(words)
 
 
 # ------------------------------------------------------------------- value types, output files

@@ -1,20 +1,18 @@
 """``codescaler train``: preference pairs -> a Bradley–Terry reward model (TRL RewardTrainer) (layer L4).
 
-Optimisation flags fill TRL's ``RewardConfig`` (not redeclared); data, format and LoRA flags fill
-``training.TrainSettings``. Multi-GPU: run the same command under ``accelerate launch`` (docs/training.md).
+Data, format and LoRA flags fill ``training.TrainSettings``; optimisation flags fill
+``training.TrainSchedule``, which ``training.run_training`` resolves into TRL's ``RewardConfig``.
+Multi-GPU: run the same command under ``accelerate launch`` (docs/training.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import shlex
 from pathlib import Path
 from typing import Any
 
 from codescaler.cli import options
 from codescaler.errors import InputError
-from codescaler.extras import require
 
 
 def register(subparsers: Any) -> None:
@@ -88,43 +86,15 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _positive(value: float, flag: str) -> None:
-    if not value > 0:
-        raise InputError(f"{flag} must be > 0, got {value}", field=flag)
-
-
-def _steps_per_epoch(n_pairs: int, args: argparse.Namespace, world: int) -> int:
-    return max(1, math.ceil(n_pairs / (args.batch_size * args.grad_accum * max(1, world))))
-
-
-_ON_BY_DEFAULT = ("likelihood", "facts")  # --no-likelihood / --no-facts
-
-
 # Flags that do not shape the model: a repeat run need not resume or publish.
 _NOT_REPRODUCED = ("func", "verb", "verbose", "resume", "push_to_hub", "hub_endpoint")
 
 
 def reproduce_command(args: argparse.Namespace) -> str:
     """The command line that repeats this run: every train flag spelled out (defaults included)."""
-    words = ["codescaler", "train"]
-    for key, value in sorted(vars(args).items()):
-        if key in _NOT_REPRODUCED or value is None or value is False:
-            continue
-        if key == "backbone" and args.init_from:
-            continue  # the checkpoint names its own base
-        if key == "eval_fraction" and args.eval_pairs is not None:
-            continue  # mutually exclusive with --eval-pairs
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, list):
-            words += [flag, *(str(v) for v in value)]
-        elif value is not True:
-            words += [flag, str(value)]
-        elif key not in _ON_BY_DEFAULT:
-            words.append(flag)
-    for key in _ON_BY_DEFAULT:
-        if getattr(args, key, True) is False:
-            words.append("--no-" + key.replace("_", "-"))
-    return shlex.join(words)
+    skip = [*_NOT_REPRODUCED, *(["backbone"] if args.init_from else []),  # the checkpoint names its own base
+            *(["eval_fraction"] if args.eval_pairs is not None else [])]  # exclusive with --eval-pairs
+    return options.command_line("train", args, skip=skip)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,17 +113,10 @@ def _train(args: argparse.Namespace) -> int:
     if len(args.pairs) != 1:
         raise InputError("TRL training takes one --pairs file", field="--pairs", fix="concatenate them first")
     args.pairs = args.pairs[0]
-    require("train", "trl", "datasets", "accelerate")  # one line naming the extra, before any work
-    import torch
-    from trl import RewardConfig
-
     from codescaler.records import ExtractMode
     from codescaler.rm_checkpoint import InputFormat
-    from codescaler.training import TrainSettings, read_pairs, train_reward_model
+    from codescaler.training import TrainSchedule, TrainSettings, run_training
 
-    for value, flag in ((args.batch_size, "--batch-size"), (args.grad_accum, "--grad-accum"),
-                        (args.epochs, "--epochs")):
-        _positive(value, flag)
     settings = TrainSettings(
         pairs=args.pairs, output=args.output_dir, model=args.backbone, eval_pairs=args.eval_pairs,
         eval_fraction=args.eval_fraction, extract_mode=ExtractMode(args.extract_mode),
@@ -161,44 +124,16 @@ def _train(args: argparse.Namespace) -> int:
         max_length=args.max_length, margin_scale=args.margin_scale, lora=args.lora, lora_r=args.lora_r,
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_layers=args.lora_layers,
         eval_max_pairs=args.eval_max_pairs, merge=args.merge, resume=args.resume, init_from=args.init_from,
-        stats_pairs=args.stats_pairs,
-        command=reproduce_command(args),
-    )
-    settings.validate()
-    existing = args.output_dir.is_dir() and (
-        (args.output_dir / "codescaler.json").exists() or any(args.output_dir.glob("checkpoint-*")))
-    if existing and not args.resume:
-        raise InputError(f"{args.output_dir} already holds a checkpoint", path=str(args.output_dir),
-                         fix="pass --resume to continue it, or choose a new --output-dir")
-    cuda = torch.cuda.is_available()
-    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cuda and torch.cuda.is_bf16_supported())
-    checkpointing = args.gradient_checkpointing == "on" or (args.gradient_checkpointing == "auto" and cuda)
-    # Step counts for eval/checkpoint cadence need the pair count; reading twice is cheap next to training.
-    n_pairs = len(read_pairs(args.pairs, ExtractMode(args.extract_mode))[0])
-    lr = args.lr if args.lr is not None else (1e-4 if args.lora else 2e-5)
-    config = RewardConfig(
-        output_dir=str(args.output_dir), learning_rate=lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum, seed=args.seed, bf16=bf16,
-        gradient_checkpointing=checkpointing, center_rewards_coefficient=args.center_rewards_coefficient,
-        report_to=[] if args.report_to == ["none"] else args.report_to, save_total_limit=2, eval_strategy="steps", save_strategy="steps",
-        warmup_steps=0, lr_scheduler_type="linear",
-        # Without CUDA, say so: under torchrun/accelerate the processes then join a gloo (MULTI_CPU) group.
-        use_cpu=not cuda,
-    )
-    total = args.max_steps if args.max_steps > 0 else math.ceil(
-        args.epochs * _steps_per_epoch(n_pairs, args, config.world_size))
-    every = args.eval_steps or max(1, total // 4)
-    config.eval_steps = config.save_steps = every
-    config.logging_steps = max(1, min(10, every))
-    result = train_reward_model(settings, config)
+        stats_pairs=args.stats_pairs, command=reproduce_command(args))
+    schedule = TrainSchedule(
+        epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size,
+        grad_accum=args.grad_accum, seed=args.seed, center_rewards_coefficient=args.center_rewards_coefficient,
+        eval_steps=args.eval_steps, gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16,
+        report_to=() if args.report_to == ["none"] else tuple(args.report_to))
+    result = run_training(settings, schedule)
     if result.metadata is None:
         args.push_to_hub = None  # processes other than 0 neither write the card nor push
-    else:
-        from codescaler.model_card import write_model_card
-
-        write_model_card(result.output, result.metadata)
-        acc = result.heldout.get("eval_pairwise_accuracy")
-        shown = f"{acc:.3f}" if isinstance(acc, float) else "n/a"
-        print(f"saved {result.output} (held-out pairwise accuracy {shown})")
+        return 0
+    acc = result.heldout.get("eval_pairwise_accuracy")
+    print(f"saved {result.output} (held-out pairwise accuracy {f'{acc:.3f}' if isinstance(acc, float) else 'n/a'})")
     return 0
