@@ -174,6 +174,36 @@ def test_gpu_experiment_script_smoke_form_writes_both_summaries(tmp_path: Path, 
     assert "| rm | 2 |" in (tmp_path / "exp" / "summary.md").read_text(encoding="utf-8")
 
 
+def _no_test_problems(tmp: Path) -> Path:
+    path = tmp / "no_tests.jsonl"
+    path.write_text(json.dumps({"task_id": "t/add", "prompt": "Write add(a, b)."}) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_rm_reward_trains_on_problems_without_tests(tmp_path: Path) -> None:
+    from codescaler.rl_problems import select_problems
+
+    settings = RLSettings(output=tmp_path / "run", reward="rm", problems=str(_no_test_problems(tmp_path)),
+                          eval_problems=None)
+    train, held_out = select_problems(settings, None, False)
+    assert [p.task_id for p in train] == ["t/add"] and train[0].tests.is_empty and held_out == []
+
+
+@pytest.mark.parametrize("reward", ["tests", "rm+tests"])
+def test_a_tests_reward_on_problems_without_tests_is_refused_in_one_line(tmp_path: Path, tiny_policy: Path,
+                                                                         tiny_rm: Path, reward: str) -> None:
+    cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", reward, "--policy", str(tiny_policy),
+           "--rm", str(tiny_rm), "--problems", str(_no_test_problems(tmp_path)), "--eval-problems", "none",
+           "--preset", "smoke", "--output-dir", str(tmp_path / "run")]
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2, bad.stderr[-2000:]
+    line = bad.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "--problems: field 'tests' is empty in 1 of 1 training problems" in line
+    assert f"--reward {reward} runs the hidden tests" in line and "use --reward rm" in line
+    assert not (tmp_path / "run" / "run.json").exists()       # refused before the run started
+
+
 @pytest.mark.parametrize("flags,expected", [
     ([], {"use_vllm": False}),
     (["--vllm-server", "http://10.0.0.5:8000/"],

@@ -3,7 +3,8 @@
 ``load_problem_set`` reads a JSONL path, the official MBPP train/validation ids, or a ``codescaler
 data`` dataset (eval-only datasets are refused for training); ``select_problems`` picks a run's training
 and held-out problems; ``build_dataset`` makes TRL's conversational dataset with the chat prompt of
-``codescaler sample``.
+``codescaler sample``. Training problems may lack hidden tests when the reward is ``rm`` alone
+(``check_tests`` refuses them for ``tests`` and ``rm+tests``); held-out problems always need tests.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from codescaler.sampling import SamplingConfig, build_messages
 _MBPP_SPLITS = {"mbpp-train": range(601, 975), "mbpp-validation": range(511, 601)}
 
 
-def load_problem_set(spec: str, data_dir: str | None, *, for_training: bool) -> list[Problem]:
+def load_problem_set(spec: str, data_dir: str | None, *, for_training: bool,
+                     require_tests: bool = True) -> list[Problem]:
     """Problems from a JSONL path, ``mbpp-train``/``mbpp-validation`` or a ``codescaler data`` name.
 
     Raises ``InputError`` for an eval-only dataset (HumanEval-derived, LeetCode test) used for training.
+    ``require_tests=False`` accepts JSONL rows without hidden tests (training with ``--reward rm`` alone).
     """
     from codescaler.data import read_problems
     from codescaler.data.sources import dataset_info, load_dataset_problems
@@ -39,7 +42,7 @@ def load_problem_set(spec: str, data_dir: str | None, *, for_training: bool) -> 
         if not path.is_file():
             raise InputError(f"problems file {spec} does not exist", path=spec,
                              fix="pass a problems JSONL or a dataset name (codescaler data --list)")
-        return read_problems(path)
+        return read_problems(path, require_tests=require_tests)
     info = dataset_info(spec)
     if for_training and info.eval_only:
         raise InputError(f"dataset {spec!r} is evaluation-only and must never be trained on", field="problems",
@@ -55,12 +58,24 @@ def build_dataset(problems: Sequence[Problem], sampling: SamplingConfig) -> Any:
                                "language": Language.parse(p.language).value} for p in problems])
 
 
+def check_tests(train: Sequence[Problem], reward: str, spec: str) -> None:
+    """``InputError`` (one line naming ``--problems``, the field and the fix) when ``reward`` executes hidden
+    tests and some training problems have none; the ``rm`` reward needs no tests."""
+    if "tests" not in reward.split("+"):
+        return
+    missing = [p.task_id for p in train if p.tests.is_empty]
+    if missing:
+        raise InputError(f"--problems: field 'tests' is empty in {len(missing)} of {len(train)} training problems "
+                         f"of {spec!r} (e.g. {missing[0]!r}), and --reward {reward} runs the hidden tests",
+                         fix="use --reward rm, which needs no tests, or give each problem 'tests' or 'stdio'")
+
+
 def select_problems(s: RLSettings, limit: int | None, easiest_first: bool) -> tuple[list[Problem], list[Problem]]:
     """(training, held-out) problems of a resolved run: the first ``limit`` training problems (shortest
     reference first with ``easiest_first``), the first ``eval_limit`` held-out ones; ``InputError`` naming
     the flag when a set is unreadable or empty, or when the two overlap."""
-    try:
-        train = load_problem_set(s.problems, s.data_dir, for_training=True)
+    try:  # test-less problems are read here and refused below only when the reward runs tests
+        train = load_problem_set(s.problems, s.data_dir, for_training=True, require_tests=False)
     except InputError as err:
         raise InputError(f"--problems: {err.render()}") from err
     if easiest_first:  # shortest reference solution first: problems a small policy can solve
@@ -68,6 +83,7 @@ def select_problems(s: RLSettings, limit: int | None, easiest_first: bool) -> tu
     train = train[:limit]
     if not train:
         raise InputError(f"--problems: no training problems in {s.problems!r}", fix="pass a non-empty problems file")
+    check_tests(train, s.reward, s.problems)
     held_out = (load_problem_set(s.eval_problems, s.data_dir, for_training=False)[:s.eval_limit]
                 if s.eval_problems else [])
     overlap = {p.task_id for p in train} & {p.task_id for p in held_out}
