@@ -120,11 +120,11 @@ def test_bon_report_without_matplotlib_writes_json_and_markdown_and_warns_naming
         import logging
         from pathlib import Path
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        from codescaler.report import write_bon_report, _pyplot
+        from codescaler.report import write_bon_report, pyplot
         paths = write_bon_report(Path("."), [], hardware="cpu")
         print(sorted(p.name for p in paths.values()), sorted(p.name for p in Path(".").iterdir()))
         try:
-            _pyplot()
+            pyplot()
         except ImportError as err:
             print(err)
         """, tmp_path)

@@ -223,7 +223,8 @@ def _per_candidate(rows: Sequence[dict[str, Any]], strategy: str, seconds: str, 
     return float(r[seconds]) / float(r[count]) if r[seconds] else None
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's ``pyplot`` on the Agg backend; ``MissingExtra`` naming the [plots] extra without it."""
     require("plots", "matplotlib")
     import matplotlib
 
@@ -233,7 +234,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_png(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG (120 dpi, tight box) to ``path`` atomically."""
     import io
 
     buffer = io.BytesIO()
@@ -243,11 +245,11 @@ def _save(fig: Any, path: Path) -> None:
 
 def plot_pass_at_n(rows: Sequence[dict[str, Any]], path: Path, title: str = "Best-of-N") -> None:
     """pass@1 (%) against N (log2 axis), one line with std error bars per strategy."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     try:
         draw_pass_at_n(ax, rows, title)
-        _save(fig, path)
+        save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -269,11 +271,11 @@ def draw_pass_at_n(ax: Any, rows: Sequence[dict[str, Any]], title: str = "Best-o
 
 def plot_frontier(rows: Sequence[dict[str, Any]], path: Path, title: str = "Accuracy vs latency") -> None:
     """pass@1 (%) against seconds per problem (log axis); cost-free strategies are horizontal lines."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     try:
         draw_frontier(ax, rows, title)
-        _save(fig, path)
+        save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -310,7 +312,7 @@ def write_bon_report(output_dir: Path, results: Sequence[StrategyResult], *, har
     atomic_write_json(paths["report.json"], document, sort_keys=True)
     atomic_write_text(paths["report.md"], render_markdown(rows, hardware, meta))
     try:
-        _pyplot()
+        pyplot()
     except MissingExtra as err:
         logger.warning("plots skipped: %s", err)
         return {name: path for name, path in paths.items() if not name.endswith(".png")}
