@@ -1,25 +1,56 @@
-"""GRPO with the CodeScaler reward vs the binary unit-test reward: held-out pass@1 before and after.
+"""The paper's RL experiment in miniature: GRPO with the unit-test reward, the CodeScaler reward and both.
 
-Driven by scripts/gpu_rl_experiment.sh (docs/rl.md). Runs ``codescaler rl`` twice (one subprocess per
-reward, so GPU memory is freed between runs) on the same training problems with the same seed, then
-reads each run's eval.jsonl (step 0 = before, last row = after) and metrics.jsonl, and writes
-``<out>/summary.json`` and ``<out>/summary.md``.
+One ``codescaler rl`` subprocess per arm (so memory is freed between arms), every arm on the same
+training problems with the same seed, preset and step budget; held-out greedy pass@1 on MBPP
+validation. Arms (``--rewards``, default ``tests,rm,rm+tests``):
 
---smoke: tiny random policy and RM built locally (build_tiny_model), the smoke preset, CPU, a few
-problems; proves the pipeline end to end in minutes (its pass@1 is 0 by construction).
+- ``tests``, ``rm``, ``rm+tests``: ``--reward`` of that name on ``--problems`` (default mbpp-train);
+- ``rm-no-tests`` (``--no-tests-arm``): ``--reward rm`` on LeetCode TRAIN problems with their tests
+  removed (``<out>/no_tests_problems.jsonl``): the RM trains where no test exists.
+
+Writes ``<out>/<arm>/`` (each run's metrics.jsonl, eval.jsonl, run.json, checkpoints), then
+``<out>/summary.json``, ``<out>/summary.md`` (one row per arm: held-out pass@1 and valid rate at step 0
+and at the end; training reward, valid rate and completion length first -> last; mean seconds per step
+split into generation / reward / optimisation; wall time; exit code) and ``<out>/curves.png`` (training
+reward, valid rate, completion length and held-out pass@1 vs step, one line per arm).
+
+Re-running the same command resumes: an arm whose folder has metrics.jsonl gets ``--resume`` (from its
+last checkpoint), and an arm that already reached ``--steps`` is not run again.
+
+    python benchmarks/rl_experiment.py --preset cpu --steps 10 --train-limit 64 --eval-limit 32 \\
+        --no-tests-arm --out runs/rl-cpu                  # CPU, the 0.5B policy + LoRA (docs/rl.md)
+    python benchmarks/rl_experiment.py --smoke --steps 2 --train-limit 4 --eval-limit 3 \\
+        --max-completion-length 12 --no-tests-arm --out runs/rl-smoke   # tiny random models, minutes
+
+--smoke: tiny random policy and RM built locally (build_tiny_model), the smoke preset, CPU; proves the
+pipeline end to end (its pass@1 is 0 by construction).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import logging
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+NO_TESTS_ARM = "rm-no-tests"
+NO_TESTS_SOURCE = "leetcode-train"
+NO_TESTS_FILE = "no_tests_problems.jsonl"
+# summary.md's table: one row per arm.
+COLUMNS = ("arm", "reward", "problems", "steps", "held-out pass@1 step 0 -> end", "held-out valid step 0 -> end",
+           "train reward first -> last", "train valid first -> last", "completion tokens first -> last",
+           "s/step generate", "s/step reward", "s/step optimise", "wall s", "exit")
+# curves.png: (metrics.jsonl field, panel title); the fourth panel is eval.jsonl's pass_at_1.
+PANELS = (("reward_mean", "training reward (mean)"), ("valid_rate", "valid rate (training rollouts)"),
+          ("response_length_mean", "completion length (tokens)"))
+
+logger = logging.getLogger("rl_experiment")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -38,86 +69,241 @@ def _smoke_models(out: Path) -> tuple[str, str]:
     return str(policy), str(rm)
 
 
-def run_one(reward: str, args: argparse.Namespace, policy: str, rm: str) -> dict:
-    run_dir = args.out / reward.replace("+", "_")
-    cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", reward, "--policy", policy,
-           "--preset", "smoke" if args.smoke else "gpu", "--max-steps", str(args.steps),
-           "--problems", args.problems, "--eval-problems", args.eval_problems,
-           "--limit", str(args.train_limit), "--eval-limit", str(args.eval_limit),
-           "--seed", str(args.seed), "--output-dir", str(run_dir)]
-    if "rm" in reward.split("+"):
+def write_no_tests_problems(out: Path, data_dir: str | None) -> Path:
+    """``<out>/no_tests_problems.jsonl``: the LeetCode TRAIN problems with hidden and visible tests removed
+    (the reference stays: the smoke preset orders problems by its length; the rm reward never reads it)."""
+    from dataclasses import replace
+
+    from codescaler.data import write_problems
+    from codescaler.data.sources import load_dataset_problems
+    from codescaler.records import TestSuite
+
+    path = out / NO_TESTS_FILE
+    problems = [replace(p, tests=TestSuite(), visible_tests=None)
+                for p in load_dataset_problems(NO_TESTS_SOURCE, data_dir)]
+    write_problems(path, problems)
+    return path
+
+
+def arms(args: argparse.Namespace) -> list[dict[str, str]]:
+    """The arms to run: ``{"arm", "reward", "problems"}`` each, in order."""
+    chosen = [{"arm": r, "reward": r, "problems": args.problems} for r in args.rewards.split(",") if r]
+    if args.no_tests_arm:
+        chosen.append({"arm": NO_TESTS_ARM, "reward": "rm", "problems": str(args.out / NO_TESTS_FILE)})
+    return chosen
+
+
+def _finished(run_dir: Path, steps: int) -> bool:
+    metrics = _rows(run_dir / "metrics.jsonl")
+    return (run_dir / "final").is_dir() and bool(metrics) and metrics[-1]["step"] >= steps
+
+
+def command(arm: dict[str, str], args: argparse.Namespace, policy: str, rm: str, run_dir: Path) -> list[str]:
+    """The ``codescaler rl`` command line of one arm (``--resume`` added by ``run_arm`` when it applies)."""
+    cmd = [sys.executable, "-m", "codescaler", "rl", "--reward", arm["reward"], "--policy", policy,
+           "--preset", args.preset, "--max-steps", str(args.steps), "--problems", arm["problems"],
+           "--eval-problems", args.eval_problems, "--seed", str(args.seed), "--output-dir", str(run_dir)]
+    if args.train_limit:
+        cmd += ["--limit", str(args.train_limit)]
+    if args.eval_limit:
+        cmd += ["--eval-limit", str(args.eval_limit)]
+    if "rm" in arm["reward"].split("+"):
         cmd += ["--rm", rm]
     if args.max_completion_length:
         cmd += ["--max-completion-length", str(args.max_completion_length)]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
-    if args.smoke:  # the smoke preset writes no checkpoint by default; one per step lets a re-run resume
+    if args.preset == "smoke":  # the smoke preset writes no checkpoint by default; one per step lets a re-run resume
         cmd += ["--save-steps", "1"]
-    if (run_dir / "metrics.jsonl").is_file():
-        cmd.append("--resume")
-    print("+", " ".join(cmd), flush=True)
-    start = time.monotonic()
-    done = subprocess.run(cmd, cwd=REPO, check=False)
-    wall = time.monotonic() - start
+    return cmd
+
+
+def run_arm(arm: dict[str, str], args: argparse.Namespace, policy: str, rm: str) -> dict[str, Any]:
+    """Run (or resume, or skip when finished) one arm; its summary row."""
+    from codescaler.data.artifacts import atomic_write_json
+    from codescaler.rl import last_checkpoint
+
+    run_dir = args.out / arm["arm"].replace("+", "_")
+    record_path = run_dir / "arm.json"  # wall time and exit code, accumulated over re-runs
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {"wall_s": 0.0}
+    if _finished(run_dir, args.steps) and record.get("exit_code") == 0:
+        print(f"= {arm['arm']}: already at step {args.steps}, not run again", flush=True)
+    else:
+        cmd = command(arm, args, policy, rm, run_dir)
+        if (run_dir / "metrics.jsonl").is_file():
+            if last_checkpoint(run_dir) is not None:
+                cmd.append("--resume")
+            else:  # killed before its first checkpoint: nothing to resume from, so the arm starts again
+                print(f"= {arm['arm']}: no checkpoint to resume from, starting again", flush=True)
+                for name in ("metrics.jsonl", "eval.jsonl", "run.json"):
+                    (run_dir / name).unlink(missing_ok=True)
+                shutil.rmtree(run_dir / "final", ignore_errors=True)
+        print("+", " ".join(cmd), flush=True)
+        start = time.monotonic()
+        done = subprocess.run(cmd, cwd=REPO, check=False)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = {"wall_s": round(float(record["wall_s"]) + time.monotonic() - start, 1),
+                  "exit_code": done.returncode}
+        atomic_write_json(record_path, record)
+    return summarise(arm, run_dir, record)
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [float(r[key]) for r in rows if r.get(key) is not None]
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """One arm's summary row from its metrics.jsonl and eval.jsonl (step 0 = before, last row = after)."""
     evals, metrics = _rows(run_dir / "eval.jsonl"), _rows(run_dir / "metrics.jsonl")
-    before = next((e for e in evals if e["step"] == 0), None)
-    after = evals[-1] if evals and evals[-1]["step"] > 0 else None
-    last = metrics[-1] if metrics else {}
-    return {"reward": reward, "exit_code": done.returncode, "wall_s": round(wall, 1), "steps": last.get("step"),
-            "pass_at_1_before": before and before["pass_at_1"], "pass_at_1_after": after and after["pass_at_1"],
-            "valid_before": before and before["valid_rate"], "valid_after": after and after["valid_rate"],
-            "eval_n": (after or before or {}).get("n"), "train_reward_first": metrics[0]["reward_mean"] if metrics
-            else None, "train_reward_last": last.get("reward_mean"), "train_valid_last": last.get("valid_rate"),
-            "run_dir": str(run_dir)}
+    before = next((e for e in evals if e["step"] == 0), None) or {}
+    after = evals[-1] if evals and evals[-1]["step"] > 0 else {}
+    first, last = (metrics[0], metrics[-1]) if metrics else ({}, {})
+    return {"arm": arm["arm"], "reward": arm["reward"], "problems": arm["problems"], "steps": last.get("step"),
+            "pass_at_1_before": before.get("pass_at_1"), "pass_at_1_after": after.get("pass_at_1"),
+            "valid_before": before.get("valid_rate"), "valid_after": after.get("valid_rate"),
+            "eval_n": (after or before).get("n"),
+            "train_reward_first": first.get("reward_mean"), "train_reward_last": last.get("reward_mean"),
+            "train_valid_first": first.get("valid_rate"), "train_valid_last": last.get("valid_rate"),
+            "length_first": first.get("response_length_mean"), "length_last": last.get("response_length_mean"),
+            "generate_s_mean": _mean(metrics, "generate_s"), "reward_s_mean": _mean(metrics, "reward_s"),
+            "optimise_s_mean": _mean(metrics, "optimise_s"), "step_s_mean": _mean(metrics, "step_s"),
+            "wall_s": record.get("wall_s"), "exit_code": record.get("exit_code"), "run_dir": str(run_dir)}
 
 
-def write_summary(out: Path, config: dict, results: list[dict]) -> None:
-    summary = {"config": config, "results": results}
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "summary.json")
-    lines = [f"# GRPO: CodeScaler reward vs unit-test reward ({'SMOKE, tiny random models' if config['smoke'] else 'GPU'})",
-             "", f"policy `{config['policy']}`, rm `{config['rm']}`, train `{config['problems']}` "
-             f"(first {config['train_limit']}), held-out `{config['eval_problems']}` (first {config['eval_limit']}), "
-             f"{config['steps']} steps, seed {config['seed']}.", "",
-             "| reward | steps | held-out pass@1 before | after | valid before | after | train reward first -> last "
-             "| wall s | exit |", "|---|---|---|---|---|---|---|---|---|"]
+def _f(x: object) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
 
-    def f(x: object) -> str:
-        return "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
 
+def render_markdown(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    kind = "SMOKE, tiny random models" if config["smoke"] else f"preset {config['preset']}"
+    problems = {r["problems"] for r in results if r["arm"] != NO_TESTS_ARM} or {config["problems"]}
+    lines = [f"# GRPO: unit-test reward vs CodeScaler reward ({kind})", "",
+             f"policy `{config['policy']}`, rm `{config['rm']}`, train `{', '.join(sorted(problems))}` "
+             f"(first {config['train_limit'] or 'preset'}), held-out `{config['eval_problems']}` "
+             f"(first {config['eval_limit'] or 'preset'}), {config['steps']} steps, seed {config['seed']}."]
+    if config["no_tests_arm"]:
+        lines.append(f"`{NO_TESTS_ARM}`: `--reward rm` on `{NO_TESTS_SOURCE}` with its tests removed "
+                     f"(`{NO_TESTS_FILE}`), same held-out set.")
+    lines += ["", "Seconds per step are the mean over the arm's metrics.jsonl rows (held-out evals excluded); "
+              "`curves.png` plots every row.", "",
+              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in results:
-        lines.append(f"| {r['reward']} | {f(r['steps'])} | {f(r['pass_at_1_before'])} | {f(r['pass_at_1_after'])} | "
-                     f"{f(r['valid_before'])} | {f(r['valid_after'])} | {f(r['train_reward_first'])} -> "
-                     f"{f(r['train_reward_last'])} | {f(r['wall_s'])} | {r['exit_code']} |")
-    tmp = out / "summary.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "summary.md")
+        cells = [r["arm"], r["reward"], Path(r["problems"]).name if r["arm"] == NO_TESTS_ARM else r["problems"],
+                 _f(r["steps"]), f"{_f(r['pass_at_1_before'])} -> {_f(r['pass_at_1_after'])}",
+                 f"{_f(r['valid_before'])} -> {_f(r['valid_after'])}",
+                 f"{_f(r['train_reward_first'])} -> {_f(r['train_reward_last'])}",
+                 f"{_f(r['train_valid_first'])} -> {_f(r['train_valid_last'])}",
+                 f"{_f(r['length_first'])} -> {_f(r['length_last'])}", _f(r["generate_s_mean"]),
+                 _f(r["reward_s_mean"]), _f(r["optimise_s_mean"]), _f(r["wall_s"]), _f(r["exit_code"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def arm_style(arm: str) -> dict[str, Any]:
+    """An arm's line: the colours of report.strategy_colour (rm blue, tests orange, tests+rm purple); the
+    no-tests arm is the rm colour, dashed."""
+    from codescaler.report import strategy_colour
+
+    if arm == NO_TESTS_ARM:
+        return {"color": strategy_colour("rm"), "linestyle": "--"}
+    return {"color": strategy_colour("tests+rm" if arm == "rm+tests" else arm), "linestyle": "-"}
+
+
+def plot_curves(results: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """``curves.png``: 4 panels vs step, one line per arm. False (with a warning) without matplotlib."""
+    from codescaler.extras import MissingExtra
+    from codescaler.report import pyplot, save_png
+
+    try:
+        plt = pyplot()
+    except MissingExtra as err:
+        logger.warning("curves.png skipped: %s", err)
+        return False
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), layout="constrained")
+    try:
+        for r in results:
+            metrics, evals = _rows(Path(r["run_dir"]) / "metrics.jsonl"), _rows(Path(r["run_dir"]) / "eval.jsonl")
+            style = arm_style(r["arm"])
+            for ax, (key, _) in zip(axes.flat, PANELS, strict=False):
+                points = [(m["step"], m[key]) for m in metrics if m.get(key) is not None]
+                if points:
+                    ax.plot(*zip(*points, strict=True), marker=".", label=r["arm"], **style)
+            points = [(e["step"], e["pass_at_1"]) for e in evals if e.get("pass_at_1") is not None]
+            if points:
+                axes.flat[3].plot(*zip(*points, strict=True), marker="o", label=r["arm"], **style)
+        for ax, name in zip(axes.flat, [t for _, t in PANELS] + ["held-out pass@1 (greedy)"], strict=True):
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel("step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if "valid" in name or "pass@1" in name:  # rates
+                ax.set_ylim(-0.03, 1.03)
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+        fig.suptitle(title, fontsize=11)
+        save_png(fig, path)
+    finally:
+        plt.close(fig)
+    return True
+
+
+def write_summary(out: Path, config: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """summary.json, summary.md and curves.png, each written atomically."""
+    from codescaler.data.artifacts import atomic_write_json, atomic_write_text
+
+    drawn = plot_curves(results, out / "curves.png", f"GRPO arms, {config['steps']} steps, "
+                        f"{'smoke (tiny models)' if config['smoke'] else 'preset ' + config['preset']}")
+    atomic_write_json(out / "summary.json", {"config": config, "results": results,
+                                             "curves": "curves.png" if drawn else None})
+    atomic_write_text(out / "summary.md", render_markdown(config, results))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--preset", choices=("smoke", "cpu", "gpu"), default=None,
+                   help="codescaler rl's preset (default: gpu; smoke with --smoke)")
+    p.add_argument("--smoke", action="store_true", help="tiny random policy and RM built locally + the smoke preset")
     p.add_argument("--policy", default="qwen2.5-coder-0.5b-instruct")
-    p.add_argument("--rm", default="default", help="RM checkpoint for the rm reward")
-    p.add_argument("--rewards", default="rm,tests")
+    p.add_argument("--rm", default="default", help="RM checkpoint for the rm rewards")
+    p.add_argument("--rewards", default="tests,rm,rm+tests", help="the arms, one per reward (default: %(default)s)")
+    p.add_argument("--no-tests-arm", action="store_true",
+                   help=f"one more arm: --reward rm on {NO_TESTS_SOURCE} with its tests removed")
     p.add_argument("--problems", default="mbpp-train")
     p.add_argument("--eval-problems", default="mbpp-validation")
     p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--train-limit", type=int, default=128)
-    p.add_argument("--eval-limit", type=int, default=90)
+    p.add_argument("--train-limit", type=int, default=0, help="first N training problems (0: the preset's)")
+    p.add_argument("--eval-limit", type=int, default=0, help="first N held-out problems (0: the preset's)")
     p.add_argument("--max-completion-length", type=int, default=0, help="0: the preset's")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.smoke and args.preset not in (None, "smoke"):
+        p.error("--smoke runs the smoke preset; drop --preset or pass --preset smoke")
+    args.preset = args.preset or ("smoke" if args.smoke else "gpu")
+    unknown = [r for r in args.rewards.split(",") if r and r not in ("rm", "tests", "rm+tests")]
+    if unknown:
+        p.error(f"--rewards: unknown reward {unknown[0]!r} (use rm, tests, rm+tests)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     policy, rm = args.policy, args.rm
     if args.smoke:
         policy, rm = _smoke_models(args.out)
+    if args.no_tests_arm:
+        write_no_tests_problems(args.out, args.data_dir)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config.update(policy=policy, rm=rm)
-    results = [run_one(reward, args, policy, rm) for reward in args.rewards.split(",")]
+    results = [run_arm(arm, args, policy, rm) for arm in arms(args)]
     write_summary(args.out, config, results)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     return 0 if all(r["exit_code"] == 0 for r in results) else 1

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# GRPO of Qwen2.5-Coder-0.5B-Instruct with the CodeScaler RM reward and with the binary unit-test reward
-# on the same MBPP TRAIN problems (task ids 601-974); held-out greedy pass@1 on MBPP validation (ids
-# 511-600) before and after each. Writes $OUT/summary.json and $OUT/summary.md (docs/rl.md).
+# GRPO of Qwen2.5-Coder-0.5B-Instruct with the binary unit-test reward, the CodeScaler RM reward and
+# their sum on the same MBPP TRAIN problems (task ids 601-974), plus (NO_TESTS=1, the default) the RM
+# reward on LeetCode TRAIN problems with their tests removed; held-out greedy pass@1 on MBPP validation
+# (ids 511-600) before and after each. Writes $OUT/summary.json, $OUT/summary.md and $OUT/curves.png
+# (benchmarks/rl_experiment.py, docs/rl.md).
 #
-#   scripts/gpu_rl_experiment.sh                  # one H100, ~10 minutes (STEPS=12 by default)
+#   scripts/gpu_rl_experiment.sh                  # one H100, four arms (STEPS=12 by default); not timed yet
 #   SMOKE=1 scripts/gpu_rl_experiment.sh          # CPU, tiny random models, a few minutes
+#   REWARDS=rm,tests NO_TESTS=0 scripts/gpu_rl_experiment.sh   # fewer arms
 #   RM=runs/minilm_rm STEPS=20 OUT=runs/rl_exp scripts/gpu_rl_experiment.sh
 #
 # RM: a trained CodeScaler checkpoint. Unset and no shipped default RM: a quick MiniLM RM is trained
@@ -17,12 +20,15 @@ STEPS=${STEPS:-12}
 TRAIN_LIMIT=${TRAIN_LIMIT:-128}
 EVAL_LIMIT=${EVAL_LIMIT:-90}
 MAX_LEN=${MAX_COMPLETION_LENGTH:-384}
+REWARDS=${REWARDS:-tests,rm,rm+tests}
+ARMS=(--rewards "$REWARDS")
+if [ "${NO_TESTS:-1}" = "1" ]; then ARMS+=(--no-tests-arm); fi
 mkdir -p "$OUT"
 export CODESCALER_CACHE=${CODESCALER_CACHE:-$PWD/$OUT/cache}
 
 if [ "${SMOKE:-0}" = "1" ]; then
     exec nice "$PY" benchmarks/rl_experiment.py --smoke --out "$OUT" --steps "${STEPS_SMOKE:-2}" \
-        --train-limit 4 --eval-limit 3 --max-completion-length 12
+        --train-limit 4 --eval-limit 3 --max-completion-length 12 "${ARMS[@]}"
 fi
 
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU: use SMOKE=1 on CPU")'
@@ -40,5 +46,5 @@ if [ -z "$RM" ]; then
         fi
     fi
 fi
-"$PY" benchmarks/rl_experiment.py --out "$OUT" --rm "$RM" --steps "$STEPS" --train-limit "$TRAIN_LIMIT" \
-    --eval-limit "$EVAL_LIMIT" --max-completion-length "$MAX_LEN"
+"$PY" benchmarks/rl_experiment.py --preset gpu --out "$OUT" --rm "$RM" --steps "$STEPS" \
+    --train-limit "$TRAIN_LIMIT" --eval-limit "$EVAL_LIMIT" --max-completion-length "$MAX_LEN" "${ARMS[@]}"

@@ -160,18 +160,44 @@ def test_cli_refuses_training_on_humaneval_with_exit_code_2(tmp_path: Path, shar
 
 
 @pytest.mark.slow
-def test_gpu_experiment_script_smoke_form_writes_both_summaries(tmp_path: Path, shared_data: Path) -> None:
+def test_gpu_experiment_script_smoke_form_writes_summaries_and_curves_for_every_arm(tmp_path: Path,
+                                                                                    shared_data: Path) -> None:
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path / "exp"), "CODESCALER_DATA": str(shared_data),
            "PYTHON": sys.executable}
     done = subprocess.run([str(repo / "scripts" / "gpu_rl_experiment.sh")], capture_output=True, text=True,
-                          env=env, timeout=900)
+                          env=env, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "exp" / "summary.json").read_text(encoding="utf-8"))
-    assert [r["reward"] for r in summary["results"]] == ["rm", "tests"]
-    assert all(r["steps"] == 2 and r["pass_at_1_before"] is not None and r["pass_at_1_after"] is not None
-               for r in summary["results"])
-    assert "| rm | 2 |" in (tmp_path / "exp" / "summary.md").read_text(encoding="utf-8")
+    results = summary["results"]
+    assert [r["arm"] for r in results] == ["tests", "rm", "rm+tests", "rm-no-tests"]
+    assert [r["reward"] for r in results] == ["tests", "rm", "rm+tests", "rm"]
+    for r in results:
+        assert r["exit_code"] == 0 and r["steps"] == 2, r
+        assert r["pass_at_1_before"] is not None and r["pass_at_1_after"] is not None
+        assert r["valid_before"] is not None and r["valid_after"] is not None
+        for key in ("train_reward_first", "train_reward_last", "train_valid_first", "train_valid_last",
+                    "length_first", "length_last", "generate_s_mean", "reward_s_mean", "optimise_s_mean", "wall_s"):
+            assert isinstance(r[key], float), (r["arm"], key)
+    no_tests = results[-1]
+    assert no_tests["problems"].endswith("no_tests_problems.jsonl")
+    from codescaler.data import read_problems
+
+    stripped = read_problems(no_tests["problems"], require_tests=False)
+    assert len(stripped) > 1000 and all(p.tests.is_empty for p in stripped)
+    assert _rows(tmp_path / "exp" / "rm-no-tests" / "metrics.jsonl")[0]["pass_rate"] is None   # nothing executed
+    png = tmp_path / "exp" / "curves.png"
+    assert summary["curves"] == "curves.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "exp" / "summary.md").read_text(encoding="utf-8")
+    assert ("| arm | reward | problems | steps | held-out pass@1 step 0 -> end | held-out valid step 0 -> end | "
+            "train reward first -> last | train valid first -> last | completion tokens first -> last | "
+            "s/step generate | s/step reward | s/step optimise | wall s | exit |") in table
+    assert "| tests | tests | mbpp-train | 2 |" in table and "| rm-no-tests | rm | no_tests_problems.jsonl | 2 |" in table
+    # a re-run finds every arm finished and only rewrites the summaries
+    again = subprocess.run([str(repo / "scripts" / "gpu_rl_experiment.sh")], capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("not run again") == 4
 
 
 def _no_test_problems(tmp: Path) -> Path:
