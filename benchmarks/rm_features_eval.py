@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -162,10 +163,10 @@ def _checkpoint_results(spec: str, sets: dict[str, tuple[str, Any]], out: Path,
     """Results of a checkpoint (``rm_heldout``'s scorer specs) on the same items; kept per set in
     ``out`` so a rerun does not score again (the file name carries the subset size)."""
     from codescaler.records import ExtractMode
-    from rm_heldout import evaluate_cached, lazy, make_scorer
+    from rm_heldout import evaluate_cached, make_scorer
 
     results: dict[str, Any] = {}
-    scorer = lazy(make_scorer, spec)
+    scorer = functools.cache(functools.partial(make_scorer, spec))  # loaded on first use
     for set_name, (kind, items) in sets.items():
         modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if kind == "rm-bench" else [ExtractMode.STRICT]
         for mode in modes:

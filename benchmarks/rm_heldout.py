@@ -20,6 +20,7 @@ and reused on a rerun (resumable); the table is printed as Markdown and saved as
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -98,17 +99,6 @@ def evaluate_cached(path: Path, kind: str, items: list[Any], scorer: Any, *, inp
     return result
 
 
-def lazy(factory: Any, *args: Any) -> Any:
-    """A callable that builds ``factory(*args)`` on its first call and returns the same object after."""
-    made: list[Any] = []
-
-    def get() -> Any:
-        if not made:
-            made.append(factory(*args))
-        return made[0]
-    return get
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scorers", nargs="+", default=["rm:default", "untrained:default", "logprob"])
@@ -130,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], dict[str, Any]] = {}
     for spec in args.scorers:
-        scorer = lazy(make_scorer, spec)
+        scorer = functools.cache(functools.partial(make_scorer, spec))  # loaded on first use
         for name in args.sets:
             suffix = f".{args.extract_mode}" if args.extract_mode != "none" and name == "rm-bench" else ""
             suffix += f".first{args.limit}" if args.limit else ""  # never reuse a partial run as a full one

@@ -29,3 +29,16 @@ def shared_data() -> Path:
             pytest.fail("../shared/data not found: set CODESCALER_DATA to the public data folder")
         pytest.skip("public data folder not found (set CODESCALER_DATA)")
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random RM (Qwen3 architecture, chat-template input) whose metadata names a real tiny backbone
+    folder, so that the untrained-backbone baseline can load it. Modules with other needs define their own."""
+    from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
+    from codescaler.testing import build_tiny_model
+
+    backbone = build_tiny_model(tmp_path_factory.mktemp("backbone"), arch="qwen3", seed=3)
+    rm = build_tiny_model(tmp_path_factory.mktemp("rm"), arch="qwen3", seed=4)
+    write_metadata(rm, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=512, backbone=str(backbone)))
+    return rm

@@ -4,36 +4,19 @@ real HumanEvalPack and RM-Bench, one JSON per (scorer, set), reused by a rerun w
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
-from codescaler.testing import build_tiny_model
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    backbone = build_tiny_model(tmp_path_factory.mktemp("backbone"), arch="qwen3", seed=3)
-    rm = build_tiny_model(tmp_path_factory.mktemp("rm"), arch="qwen3", seed=4)
-    write_metadata(rm, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=512, backbone=str(backbone)))
-    return rm
 
 
 def _run(out: Path, rm: Path, shared_data: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "rm_heldout.py"), "--scorers", f"rm:{rm}",
          "--sets", "hep-python", "rm-bench", "--limit", "3", "--output-dir", str(out)],
-        capture_output=True, text=True, timeout=600, env={**_env(), "CODESCALER_DATA": str(shared_data)})
-
-
-def _env() -> dict[str, str]:
-    import os
-    return {k: v for k, v in os.environ.items() if k != "CODESCALER_DATA"}
+        capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
 
 
 def test_rm_heldout_writes_one_result_per_set_and_a_rerun_reuses_them(tmp_path: Path, tiny_rm: Path,

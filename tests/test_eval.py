@@ -91,14 +91,6 @@ def test_eval_pairs_file_errors_name_the_line_and_field(tmp_path: Path) -> None:
     assert (err.value.line, err.value.field) == (2, "rejected")
 
 
-@pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    backbone = build_tiny_model(tmp_path_factory.mktemp("backbone"), arch="qwen3", seed=3)
-    rm = build_tiny_model(tmp_path_factory.mktemp("rm"), arch="qwen3", seed=4)
-    write_metadata(rm, RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=512, backbone=str(backbone)))
-    return rm
-
-
 def test_untrained_backbone_baseline_scores_with_the_backbone_not_the_rm(tiny_rm: Path) -> None:
     probe = (["Write f."], ["def f():\n    return 1\n"])
     rm_score = Scorer.load(str(tiny_rm)).score_codes(*probe)
