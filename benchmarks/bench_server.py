@@ -17,7 +17,8 @@ items per request) in clean phases and, alternating with them, in phases where a
 them; it prints disturbed/clean per disturber: nothing (the noise of the measurement itself), 4 clients
 posting a prompt with a lone surrogate at a normal client's pace, the same 4 unpaced (as fast as 422s
 come back: mostly extra load), the same 4 pacing VALID requests (the cost of any 4 extra clients), and
-one client posting 64k-newline /get_reward queries back to back; and the slowest /health meanwhile.
+one client posting 64k-newline /get_reward queries back to back (mostly extra load, like the unpaced
+poison) and the same client paced like a normal one; and the slowest /health meanwhile.
 
 What to expect: micro-batching turns concurrent one-item requests into model batches. The gain is what
 batching gives the model on the device: large where a one-item call is dominated by fixed per-call cost
@@ -234,23 +235,28 @@ def _posting(body: bytes | None, path: str, expect: tuple[int, ...], paced: bool
     return disturber
 
 
-async def _stalling(session: Any, stop_at: float, stats: dict[str, float]) -> None:
-    i = 0
-    while time.perf_counter() < stop_at:
-        async with session.post("/get_reward", data=_STALLS[i % len(_STALLS)],
-                                headers={"content-type": "application/json"}) as reply:
-            await reply.read()
-            if reply.status not in (200, 422):
-                raise RuntimeError(f"stalling client got {reply.status}")
-        stats["disturber_requests"] += 1
-        i += 1
+def _stalling(paced: bool) -> Any:
+    async def disturber(session: Any, stop_at: float, stats: dict[str, float]) -> None:
+        i = 0
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            async with session.post("/get_reward", data=_STALLS[i % len(_STALLS)],
+                                    headers={"content-type": "application/json"}) as reply:
+                await reply.read()
+                if reply.status not in (200, 422):
+                    raise RuntimeError(f"stalling client got {reply.status}")
+            stats["disturber_requests"] += 1
+            i += 1
+            if paced:
+                await asyncio.sleep(max(0.0, stats["client_interval_s"] - (time.perf_counter() - started)))
+    return disturber
 
 
 async def _nothing(session: Any, stop_at: float, stats: dict[str, float]) -> None:
     await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
 
 
-HOSTILE_CASES = ("noise", "poison", "valid", "unpaced", "stall")
+HOSTILE_CASES = ("noise", "poison", "valid", "unpaced", "stall", "stall-paced")
 
 
 def run_hostile(url: str, rounds: int, phase_s: float, only: Sequence[str] = HOSTILE_CASES) -> None:
@@ -259,7 +265,8 @@ def run_hostile(url: str, rounds: int, phase_s: float, only: Sequence[str] = HOS
              ("poison", "4 poisoned clients, paced like a normal one", _posting(_POISON, "/score", (422, 500), True, 4)),
              ("valid", "4 valid clients, paced like a normal one", _posting(None, "/score", (200,), True, 4)),
              ("unpaced", "4 poisoned clients, unpaced", _posting(_POISON, "/score", (422, 500), False, 4)),
-             ("stall", "1 client of 64k-newline queries, unpaced", _stalling)]
+             ("stall", "1 client of 64k-newline queries, unpaced", _stalling(False)),
+             ("stall-paced", "1 client of 64k-newline queries, paced", _stalling(True))]
     cases = [case for case in cases if case[0] in only]
     print(f"{'disturber':<46}{'clean it/s':>11}{'disturbed':>11}{'ratio':>7}{'median':>8}{'its req':>9}"
           f"{'/health max':>13}")
