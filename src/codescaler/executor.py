@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from codescaler.errors import InputError
-from codescaler.records import Candidate, ExtractMode, Language, Limits, Problem, Status, Verdict
+from codescaler.extract import candidate_item, item_extraction
+from codescaler.records import Candidate, ExtractMode, Limits, Problem, Status, Verdict
 from codescaler.sandbox import HARNESS_VERSION, run_candidate, trusted_prelude
 
 logger = logging.getLogger(__name__)
@@ -55,19 +56,18 @@ def default_cache_dir() -> Path:
 def program_of(problem: Problem, candidate: Candidate, mode: ExtractMode) -> tuple[str | None, str]:
     """The program to run for a candidate, or (None, why) when there is none.
 
-    ``candidate.code`` is used as is; otherwise the code is extracted from ``candidate.response``.
+    The program is the one the RM scores (``extract.item_extraction`` of ``extract.candidate_item``:
+    ``candidate.code`` without its leading/trailing blank lines, else the code extracted from
+    ``candidate.response``); this adds the reason in words for the ``NO_CODE`` verdict.
     """
-    if candidate.code is not None:
-        return (candidate.code, "") if candidate.code.strip() else (None, "empty code")
-    if candidate.response is None:
+    if candidate.code is None and candidate.response is None:
         return None, "candidate has neither response nor code"
-    from codescaler.extract import extract_code  # another L1 module; imported only when needed
-
-    found = extract_code(candidate.response, Language.parse(problem.language).value, mode,
-                         entry_point=problem.entry_point)
-    if not found.valid or found.code is None:
-        return None, f"no valid code in the response ({found.status}, {mode} extraction)"
-    return found.code, ""
+    found = item_extraction(candidate_item(problem, candidate), mode)
+    if found.valid and found.code is not None:
+        return found.code, ""
+    if candidate.code is not None:
+        return None, "empty code"
+    return None, f"no valid code in the response ({found.status}, {mode} extraction)"
 
 
 def cache_key(problem: Problem, code: str, limits: Limits) -> str:
