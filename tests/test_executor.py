@@ -122,6 +122,24 @@ def test_the_executor_runs_the_program_the_rm_scores_and_says_why_there_is_none(
     assert verdicts["none"].detail == "candidate has neither response nor code"
 
 
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"workers": 0}, "field 'workers': must be >= 1, got 0"),
+    ({"limits": Limits(cpu_seconds=float("inf"))}, "field 'limits.cpu_seconds': must be a positive, finite number"),
+    ({"limits": Limits(wall_seconds=0)}, "field 'limits.wall_seconds': must be a positive, finite number"),
+    ({"limits": Limits(memory_mb=16)}, "field 'limits.memory_mb': must be at least 32"),
+    ({"limits": Limits(processes=-1)}, "field 'limits.processes': must be >= 0, got -1"),
+    ({"extract_mode": "loose"}, "field 'extract_mode': unknown extraction mode 'loose'"),
+])
+def test_execute_refuses_options_the_sandbox_cannot_run_with_in_one_line(tmp_path, kw, message):
+    bad = ExecuteOptions(cache_dir=tmp_path / "cache", **kw)
+    with pytest.raises(InputError) as err:
+        bad.validate()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    with pytest.raises(InputError, match=message.split(": ", 1)[1][:20]):
+        next(execute([(SORT, Candidate("demo/sort", "a", code=GOOD))], bad))
+    assert not (tmp_path / "cache").exists()
+
+
 # ---- the CLI -----------------------------------------------------------------------------------
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from codescaler.errors import InputError
 from codescaler.extract import candidate_item, item_extraction
-from codescaler.records import Candidate, ExtractMode, Limits, Problem, Status, Verdict
+from codescaler.records import MIN_MEMORY_MB, Candidate, ExtractMode, Limits, Problem, Status, Verdict
 from codescaler.sandbox import HARNESS_VERSION, run_candidate, trusted_prelude
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,26 @@ class ExecuteOptions:
     extract_mode: ExtractMode = ExtractMode.LENIENT
     cache_dir: Path | None = None              # None: default_cache_dir()
     use_cache: bool = True
+
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the setting for a value the sandbox cannot run with; nothing is read."""
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"must be >= 1, got {self.workers}", field="workers",
+                             fix="pass None for one worker per CPU")
+        for name in ("cpu_seconds", "wall_seconds"):
+            value = getattr(self.limits, name)
+            # inf would reach setrlimit as an overflow: every run an `error` verdict that a resume never retries
+            if not (value > 0 and math.isfinite(value)):
+                raise InputError(f"must be a positive, finite number of seconds, got {value!r}", field=f"limits.{name}")
+        if self.limits.memory_mb < MIN_MEMORY_MB:
+            raise InputError(f"must be at least {MIN_MEMORY_MB} (MiB; Python itself needs about 24 to start), "
+                             f"got {self.limits.memory_mb}", field="limits.memory_mb")
+        for name in ("processes", "file_size_mb", "output_bytes"):  # 0 is a limit (none allowed)
+            if getattr(self.limits, name) < 0:
+                raise InputError(f"must be >= 0, got {getattr(self.limits, name)}", field=f"limits.{name}")
+        if self.extract_mode not in tuple(ExtractMode):
+            raise InputError(f"unknown extraction mode {self.extract_mode!r}", field="extract_mode",
+                             fix="use strict or lenient")
 
     def worker_count(self) -> int:
         return max(1, self.workers or os.cpu_count() or 1)
@@ -137,8 +158,11 @@ def _run_job(problem: Problem, candidate: Candidate, code: str, limits: Limits) 
 
 
 def execute(jobs: Iterable[tuple[Problem, Candidate]], options: ExecuteOptions | None = None) -> Iterator[Verdict]:
-    """Run every (problem, candidate) job; yield Verdicts in completion order (see module docstring)."""
+    """Run every (problem, candidate) job; yield Verdicts in completion order (see module docstring).
+
+    Bad ``options`` raise ``InputError`` (``ExecuteOptions.validate``) at the first ``next()``."""
     options = options or ExecuteOptions()
+    options.validate()
     cache = VerdictCache(options.cache_dir or default_cache_dir()) if options.use_cache else None
     workers = options.worker_count()
     inflight: dict[Future[Verdict], str | None] = {}
