@@ -103,10 +103,8 @@ def item_program(item: ScoreItem, mode: ExtractMode | str = "strict") -> str | N
 def candidate_item(problem: Problem, candidate: Candidate) -> ScoreItem:
     """A candidate as a score item: its ``code`` as is, else its response; with neither, blank code (no
     program). With ``item_extraction``, the one candidate -> program rule of scoring and execution."""
-    if candidate.code is not None:
-        return ScoreItem(problem.prompt, candidate.code, problem.language, is_code=True)
-    if candidate.response is None:
-        return ScoreItem(problem.prompt, "", problem.language, is_code=True)
+    if candidate.code is not None or candidate.response is None:
+        return ScoreItem(problem.prompt, candidate.code or "", problem.language, is_code=True)
     return ScoreItem(problem.prompt, candidate.response, problem.language, entry_point=problem.entry_point)
 
 
