@@ -11,7 +11,7 @@ from codescaler import data, executor
 from codescaler.cli import main
 from codescaler.errors import InputError
 from codescaler.executor import ExecuteOptions, cache_key, execute
-from codescaler.records import Candidate, Language, Limits, Problem, Status, TestSuite
+from codescaler.records import Candidate, ExtractMode, Language, Limits, Problem, Status, TestSuite
 
 TESTS = "def check(candidate):\n    assert candidate([3, 1, 2]) == [1, 2, 3]\n    assert candidate([]) == []\n"
 SORT = Problem("demo/sort", "Sort a list.", tests=TestSuite(functional=TESTS), entry_point="sort_list")
@@ -100,6 +100,44 @@ def test_code_is_extracted_from_a_fenced_response(tmp_path):
     response = f"Here you go:\n\n```python\n{GOOD}```\n\nThis runs in O(n log n)."
     (verdict,) = execute([(SORT, Candidate("demo/sort", "a", response=response))], options(tmp_path, use_cache=False))
     assert verdict.status is Status.PASSED
+
+
+def test_the_executor_runs_the_program_the_rm_scores_and_says_why_there_is_none(tmp_path):
+    """One candidate -> program rule for execution and scoring: extract.item_extraction of candidate_item."""
+    from codescaler.extract import candidate_item, item_program
+
+    crlf = "\r\n\n" + GOOD.replace("\n", "\r\n") + "  \n"  # blank lines around it, Windows newlines
+    cands = [Candidate("demo/sort", "code", code=crlf), Candidate("demo/sort", "fenced", response=f"```python\n{GOOD}```"),
+             Candidate("demo/sort", "blank", code=" \n"), Candidate("demo/sort", "prose", response="Use sorted()."),
+             Candidate("demo/sort", "none")]
+    for mode in ExtractMode:
+        for cand in cands:
+            assert executor.program_of(SORT, cand, mode)[0] == item_program(candidate_item(SORT, cand), mode)
+    assert executor.program_of(SORT, cands[0], ExtractMode.STRICT) == (GOOD.rstrip("\n"), "")
+    assert [executor.program_of(SORT, c, ExtractMode.LENIENT)[1] for c in cands[2:]] == [
+        "empty code", "no valid code in the response (no_block, lenient extraction)",
+        "candidate has neither response nor code"]
+    verdicts = {v.candidate_id: v for v in execute([(SORT, c) for c in cands], options(tmp_path, use_cache=False))}
+    assert [verdicts[c.candidate_id].status for c in cands] == [Status.PASSED, Status.PASSED] + [Status.NO_CODE] * 3
+    assert verdicts["none"].detail == "candidate has neither response nor code"
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"workers": 0}, "field 'workers': must be >= 1, got 0"),
+    ({"limits": Limits(cpu_seconds=float("inf"))}, "field 'limits.cpu_seconds': must be a positive, finite number"),
+    ({"limits": Limits(wall_seconds=0)}, "field 'limits.wall_seconds': must be a positive, finite number"),
+    ({"limits": Limits(memory_mb=16)}, "field 'limits.memory_mb': must be at least 32"),
+    ({"limits": Limits(processes=-1)}, "field 'limits.processes': must be >= 0, got -1"),
+    ({"extract_mode": "loose"}, "field 'extract_mode': unknown extraction mode 'loose'"),
+])
+def test_execute_refuses_options_the_sandbox_cannot_run_with_in_one_line(tmp_path, kw, message):
+    bad = ExecuteOptions(cache_dir=tmp_path / "cache", **kw)
+    with pytest.raises(InputError) as err:
+        bad.validate()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    with pytest.raises(InputError, match=message.split(": ", 1)[1][:20]):
+        next(execute([(SORT, Candidate("demo/sort", "a", code=GOOD))], bad))
+    assert not (tmp_path / "cache").exists()
 
 
 # ---- the CLI -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ LAYERS: dict[str, int] = {
     "codescaler.pair_labels": 1, "codescaler.rerank": 1,
     "codescaler.python_source": 1, "codescaler.batching": 1, "codescaler.scoring": 1,
     "codescaler.sandbox": 2, "codescaler.sandbox_launch": 2, "codescaler.sandbox_bwrap": 2,
-    "codescaler.sandbox_io": 2, "codescaler.sandbox_harness": 2,
+    "codescaler.sandbox_io": 2, "codescaler.sandbox_harness": 2, "codescaler.sandbox_harness_jobs": 2,
     "codescaler.sandbox_seccomp": 2, "codescaler.executor": 2, "codescaler.data": 2, "codescaler.training": 2,
     "codescaler.training_settings": 2, "codescaler.training_pairs": 2, "codescaler.training_backbone": 2,
     "codescaler.training_checkpoint": 2,

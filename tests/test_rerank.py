@@ -212,6 +212,23 @@ def test_duplicate_tasks_and_bad_settings_are_rejected() -> None:
         evaluate([pool], Settings(n_values=(0,), strategies=(Strategy.RANDOM,)))
 
 
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"seeds": 0}, "field 'seeds': seeds must be >= 1, got 0 (use --seeds 20)"),
+    ({"n_values": ()}, "field 'n': no N values given"),
+    ({"n_values": (4, 0)}, "field 'n': N must be >= 1, got 0"),
+    ({"top_k": 0, "strategies": (Strategy.RM,)}, "field 'top_k': top_k must be >= 1, got 0"),
+    ({"cascade_max": 0}, "field 'cascade_max': cascade_max must be >= 1, got 0"),
+    ({"strategies": ("rm", "best")}, "field 'strategies': unknown strategy 'best'"),
+])
+def test_settings_no_strategy_can_run_with_are_refused_in_one_line_before_any_draw(kw, message) -> None:
+    settings = Settings(**kw)
+    with pytest.raises(InputError) as err:
+        settings.validate()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    with pytest.raises(InputError, match=message.split(": ", 1)[1][:14]):
+        evaluate([Pool("a", (cand(0, True),))], settings)
+
+
 def test_pools_from_groups_rows_and_flags_tests() -> None:
     rows = [("t1", cand(0, True)), ("t2", cand(0, False)), ("t1", cand(1, False))]
     pools = pools_from(rows, visible=["t2"], generated=["t1"], generation_seconds={"t1": 3.0})

@@ -249,6 +249,35 @@ def test_vllm_flags_set_trls_grpo_config_fields(tmp_path: Path, flags: list[str]
     assert config.num_generations == 4 and config.temperature == 0.6   # the preset still applies
 
 
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"max_steps": 0}, "--max-steps must be >= 1, got 0 (pass a positive number)"),
+    ({"overrides": {"per_device_train_batch_size": 0}}, "--batch-size must be >= 1, got 0"),
+    ({"train_limit": 0}, "--limit must be >= 1, got 0"),
+    ({"preset": "tpu"}, "--preset: unknown preset 'tpu' (use one of: gpu, smoke, cpu)"),
+    ({"reward": "exec"}, "--reward: unknown reward 'exec'"),
+    ({"eval_every": -1}, "--eval-every must be >= 0, got -1"),
+    ({"vllm": "localhost:8000"}, "field 'vllm': --vllm-server: expected an http(s) URL"),
+])
+def test_rl_settings_validate_names_the_flag_and_the_fix_in_one_line(tmp_path: Path, kw: dict, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        RLSettings(output=tmp_path, **kw).validate()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_check_settings_refuses_the_rollout_groups_and_lora_rank_the_preset_makes_bad(tmp_path: Path) -> None:
+    from codescaler.rl_settings import check_settings, resolve_settings
+
+    def check(settings: RLSettings) -> None:
+        resolved, preset, own = resolve_settings(settings)
+        check_settings(resolved, {**preset, **own})
+
+    check(RLSettings(output=tmp_path, preset="gpu", lora_r=0))  # full fine-tuning: no adapter, lora_r unused
+    with pytest.raises(InputError, match="--lora-r 0 / --lora-alpha 32 must be >= 1"):
+        check(RLSettings(output=tmp_path, preset="smoke", lora_r=0))  # the smoke preset trains LoRA adapters
+    with pytest.raises(InputError, match="--batch-size 6 is not a multiple of --num-generations 4"):
+        check(RLSettings(output=tmp_path, preset="smoke", overrides={"per_device_train_batch_size": 6}))
+
+
 def test_a_vllm_server_that_is_not_a_url_is_refused_before_any_model_loads(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--vllm-server: expected an http"):
         run_rl(RLSettings(output=tmp_path / "run", policy=str(tmp_path / "nothing"), vllm="localhost:8000"))

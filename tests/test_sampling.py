@@ -44,6 +44,37 @@ def test_messages_put_the_problem_in_the_user_turn_and_name_the_language() -> No
     assert "```python" in messages[1]["content"]
 
 
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"n": 0}, "--n must be >= 1, got 0"),
+    ({"max_new_tokens": 0}, "--max-new-tokens must be >= 1, got 0"),
+    ({"batch_size": -2}, "--batch-size must be >= 1, got -2"),
+    ({"temperature": float("nan")}, "--temperature must be a finite number >= 0, got nan (0 samples greedily)"),
+    ({"top_p": 0.0}, "--top-p must be in (0, 1], got 0.0"),
+    ({"instruction": "Solve {task}"}, "field 'instruction': the instruction template cannot be filled: KeyError"),
+])
+def test_a_sampling_config_that_cannot_work_is_refused_in_one_line(kw: dict, message: str) -> None:
+    config = SamplingConfig(**kw)
+    with pytest.raises(InputError) as err:
+        config.validate()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+    class NeverCalled:
+        def generate_batch(self, *args: object) -> list[list[str]]:
+            raise AssertionError("sampled with a bad config")
+
+    with pytest.raises(InputError, match=message[:12].replace("(", r"\(")):
+        next(sample_candidates(PROBLEMS, NeverCalled(), config))
+
+
+def test_the_sample_cli_refuses_n_below_1_before_reading_anything(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from codescaler.cli import main
+
+    assert main(["sample", "--problems", str(tmp_path / "absent.jsonl"), "--output", str(tmp_path / "o.jsonl"),
+                 "--n", "0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--n must be >= 1, got 0")
+
+
 def test_problem_seeds_depend_on_task_not_on_order() -> None:
     assert problem_seed(0, "t/1") == problem_seed(0, "t/1")
     assert problem_seed(0, "t/1") != problem_seed(0, "t/2")

@@ -780,6 +780,34 @@ def test_a_rewritten_int_comparison_is_detected_after_the_tests(tmp_path):
     assert "comparison of int" in done.stdout, done.stderr[-2000:]
 
 
+def test_the_harness_is_one_program_in_two_files_and_every_name_it_uses_is_defined() -> None:
+    """sandbox_launch joins the parts into the one text run by ``python -c``; ruff and mypy see each file
+    alone (F821 is off for part 2), so this checks across them: every global name a function or the module
+    body reads is defined by the program or is a builtin, and the entry point comes last, once."""
+    import builtins
+    import symtable
+
+    from codescaler import sandbox_launch
+
+    parts = [Path(sandbox_launch.__file__).with_name(name).read_text(encoding="utf-8")
+             for name in sandbox_launch.HARNESS_PARTS]
+    program = sandbox_launch.harness_source()
+    assert program == "".join(parts) and all(part.endswith("\n") for part in parts)
+    assert program.count('if __name__ == "__main__":') == 1 and program.rstrip().endswith("main()")
+    module = symtable.symtable(program, "<harness>", "exec")
+    defined = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported()} | set(dir(builtins))
+    missing: set[str] = set()
+    tables = [module]
+    while tables:
+        table = tables.pop()
+        tables += table.get_children()
+        for sym in table.get_symbols():
+            reads_global = sym.is_referenced() and (sym.is_global() or table is module)
+            if reads_global and sym.get_name() not in defined:
+                missing.add(sym.get_name())
+    assert not missing, missing
+
+
 PLAIN_RESULTS = {
     "Counter for a dict": ("from collections import Counter\ndef f(s):\n    return Counter(s)\n",
                            "assert candidate('aab') == {'a': 2, 'b': 1}"),

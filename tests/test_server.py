@@ -541,6 +541,22 @@ def test_serve_refuses_a_batching_window_that_is_not_a_finite_number(
         Batcher(_length_scores, max_wait_ms=float("nan"))
 
 
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"max_batch": 0}, "field 'max-batch': must be >= 1, got 0"),
+    ({"max_body_bytes": -1}, "field 'max-body-bytes': must be >= 1, got -1"),
+    ({"max_wait_ms": float("nan")}, "field 'max-wait-ms': must be a finite number in 0..60000, got nan"),
+    ({"drain_timeout_s": float("inf")}, "field 'drain-timeout-s': must be a finite number >= 0, got inf"),
+])
+def test_server_settings_out_of_range_are_refused_in_one_line_by_validate_and_create_app(kw, message) -> None:
+    from codescaler.server.app import create_app
+
+    settings = ServerSettings(**kw)
+    for call in (settings.validate, settings.check, lambda: create_app(object(), settings)):  # type: ignore[arg-type]
+        with pytest.raises(InputError) as err:
+            call()
+        assert str(err.value) == message
+
+
 def _openrlhf_rollout(count: int) -> tuple[list[str], list[str], list[str], list[str], list[str]]:
     """(queries, prompts, labels, problems, responses) as OpenRLHF 0.9's RemoteRewardModel builds them:
     prompts from the Qwen chat template (apply_chat_template, add_generation_prompt=True), queries =

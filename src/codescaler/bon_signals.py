@@ -21,7 +21,8 @@ from typing import Any
 
 from codescaler.bon import BonSettings, CandidateRecord, Key, signal_store
 from codescaler.errors import InputError
-from codescaler.records import Candidate, Problem, ScoreItem, Status, TestSuite, Verdict
+from codescaler.extract import candidate_item, item_program
+from codescaler.records import Candidate, Problem, Status, TestSuite, Verdict
 from codescaler.rerank import NEEDS_GENERATED, NEEDS_LOGPROB, NEEDS_REWARD, NEEDS_VISIBLE
 
 logger = logging.getLogger(__name__)
@@ -79,15 +80,6 @@ def has_visible(problem: Problem) -> bool:
 
 
 # -- RM scores -----------------------------------------------------------------------------------------
-
-def candidate_item(problem: Problem, candidate: Candidate) -> ScoreItem:
-    """A candidate as a score item: its ``code`` as is, else its response (the executor's rule)."""
-    if candidate.code is not None:
-        return ScoreItem(problem.prompt, candidate.code, problem.language, is_code=True)
-    if candidate.response is None:
-        return ScoreItem(problem.prompt, "", problem.language, is_code=True)  # blank: no code
-    return ScoreItem(problem.prompt, candidate.response, problem.language, entry_point=problem.entry_point)
-
 
 def score_cache_key(settings: BonSettings) -> str:
     """sha256 of what decides a candidate's score: the checkpoint's content, input format, extraction
@@ -164,7 +156,6 @@ def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cand
                        scorer: Any = None) -> Rows:
     """Mean token log-prob of each candidate's program under ``settings.logprob_model`` (the ``logprob``
     strategy), cached in ``logprob-<key>.jsonl``; the program is read by the same rule as RM scores."""
-    from codescaler.extract import item_program
     from codescaler.feature_backbone import backbone_folder, weights_sha256
     from codescaler.records import ExtractMode
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -25,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from codescaler.errors import InputError
-from codescaler.records import Candidate, ExtractMode, Language, Limits, Problem, Status, Verdict
+from codescaler.extract import candidate_item, item_extraction
+from codescaler.records import MIN_MEMORY_MB, Candidate, ExtractMode, Limits, Problem, Status, Verdict
 from codescaler.sandbox import HARNESS_VERSION, run_candidate, trusted_prelude
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,26 @@ class ExecuteOptions:
     cache_dir: Path | None = None              # None: default_cache_dir()
     use_cache: bool = True
 
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the setting for a value the sandbox cannot run with; nothing is read."""
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"must be >= 1, got {self.workers}", field="workers",
+                             fix="pass None for one worker per CPU")
+        for name in ("cpu_seconds", "wall_seconds"):
+            value = getattr(self.limits, name)
+            # inf would reach setrlimit as an overflow: every run an `error` verdict that a resume never retries
+            if not (value > 0 and math.isfinite(value)):
+                raise InputError(f"must be a positive, finite number of seconds, got {value!r}", field=f"limits.{name}")
+        if self.limits.memory_mb < MIN_MEMORY_MB:
+            raise InputError(f"must be at least {MIN_MEMORY_MB} (MiB; Python itself needs about 24 to start), "
+                             f"got {self.limits.memory_mb}", field="limits.memory_mb")
+        for name in ("processes", "file_size_mb", "output_bytes"):  # 0 is a limit (none allowed)
+            if getattr(self.limits, name) < 0:
+                raise InputError(f"must be >= 0, got {getattr(self.limits, name)}", field=f"limits.{name}")
+        if self.extract_mode not in tuple(ExtractMode):
+            raise InputError(f"unknown extraction mode {self.extract_mode!r}", field="extract_mode",
+                             fix="use strict or lenient")
+
     def worker_count(self) -> int:
         return max(1, self.workers or os.cpu_count() or 1)
 
@@ -55,19 +77,18 @@ def default_cache_dir() -> Path:
 def program_of(problem: Problem, candidate: Candidate, mode: ExtractMode) -> tuple[str | None, str]:
     """The program to run for a candidate, or (None, why) when there is none.
 
-    ``candidate.code`` is used as is; otherwise the code is extracted from ``candidate.response``.
+    The program is the one the RM scores (``extract.item_extraction`` of ``extract.candidate_item``:
+    ``candidate.code`` without its leading/trailing blank lines, else the code extracted from
+    ``candidate.response``); this adds the reason in words for the ``NO_CODE`` verdict.
     """
-    if candidate.code is not None:
-        return (candidate.code, "") if candidate.code.strip() else (None, "empty code")
-    if candidate.response is None:
+    if candidate.code is None and candidate.response is None:
         return None, "candidate has neither response nor code"
-    from codescaler.extract import extract_code  # another L1 module; imported only when needed
-
-    found = extract_code(candidate.response, Language.parse(problem.language).value, mode,
-                         entry_point=problem.entry_point)
-    if not found.valid or found.code is None:
-        return None, f"no valid code in the response ({found.status}, {mode} extraction)"
-    return found.code, ""
+    found = item_extraction(candidate_item(problem, candidate), mode)
+    if found.valid and found.code is not None:
+        return found.code, ""
+    if candidate.code is not None:
+        return None, "empty code"
+    return None, f"no valid code in the response ({found.status}, {mode} extraction)"
 
 
 def cache_key(problem: Problem, code: str, limits: Limits) -> str:
@@ -137,8 +158,11 @@ def _run_job(problem: Problem, candidate: Candidate, code: str, limits: Limits) 
 
 
 def execute(jobs: Iterable[tuple[Problem, Candidate]], options: ExecuteOptions | None = None) -> Iterator[Verdict]:
-    """Run every (problem, candidate) job; yield Verdicts in completion order (see module docstring)."""
+    """Run every (problem, candidate) job; yield Verdicts in completion order (see module docstring).
+
+    Bad ``options`` raise ``InputError`` (``ExecuteOptions.validate``) at the first ``next()``."""
     options = options or ExecuteOptions()
+    options.validate()
     cache = VerdictCache(options.cache_dir or default_cache_dir()) if options.use_cache else None
     workers = options.worker_count()
     inflight: dict[Future[Verdict], str | None] = {}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codescaler.python_source import entry_name, parse_python, strip_blank_lines, trim_python_junk
-from codescaler.records import Extraction, ExtractMode, ExtractStatus, Language, ScoreItem
+from codescaler.records import Candidate, Extraction, ExtractMode, ExtractStatus, Language, Problem, ScoreItem
 
 logger = logging.getLogger(__name__)
 
@@ -78,21 +78,35 @@ def extract_code(
     return _extract_lenient(text, lang, entry_point)
 
 
-def item_program(item: ScoreItem, mode: ExtractMode | str = "strict") -> str | None:
-    """The program an RM scores for ``item``, or None when it has none (invalid: reward 0).
+def item_extraction(item: ScoreItem, mode: ExtractMode | str = "strict") -> Extraction:
+    """The program an RM scores for ``item`` and why: ``Extraction(program, OK)``, or no code and the reason.
 
-    The one rule every scoring path uses (Scorer, best-of-N, pairwise evaluation): ``is_code`` text is
-    the program without leading/trailing blank lines (as a fenced block's body), unless blank; otherwise
-    ``extract_code`` with the item's language and entry point.
-    Raises ``ValueError`` for an unknown language or mode.
+    The one rule every scoring path uses (Scorer, best-of-N, pairwise evaluation) and the executor runs
+    (with ``candidate_item``): ``is_code`` text is the program without leading/trailing blank lines (as a
+    fenced block's body), unless blank (``EMPTY``); otherwise ``extract_code`` with the item's language
+    and entry point. Raises ``ValueError`` for an unknown language or mode.
     """
     if item.is_code:
         # The same trim a fenced block's body gets, so a program scores the same given as code (evalplus
         # samples, bon candidates) or fenced in a response: the RM sees every token, a trailing "\n" too.
         code = strip_blank_lines(normalise_newlines(item.text))
-        return code if code.strip() else None
-    found = extract_code(item.text, Language.parse(item.language), mode, entry_point=item.entry_point)
-    return found.code if found.valid and found.code is not None else None
+        return Extraction(code, ExtractStatus.OK) if code.strip() else Extraction(None, ExtractStatus.EMPTY)
+    return extract_code(item.text, Language.parse(item.language), mode, entry_point=item.entry_point)
+
+
+def item_program(item: ScoreItem, mode: ExtractMode | str = "strict") -> str | None:
+    """The program of ``item_extraction``, or None when it has none (invalid: reward 0)."""
+    found = item_extraction(item, mode)
+    return found.code if found.valid else None
+
+
+def candidate_item(problem: Problem, candidate: Candidate) -> ScoreItem:
+    """A candidate as a score item: its ``code`` as is, else its response; with neither, blank code (no
+    program). With ``item_extraction``, the one candidate -> program rule of scoring and execution."""
+    if candidate.code is not None or candidate.response is None:
+        return ScoreItem(problem.prompt, candidate.code or "", problem.language, is_code=True)
+    return ScoreItem(problem.prompt, candidate.response, problem.language, entry_point=problem.entry_point)
+
 
 def normalise_newlines(text: str) -> str:
     """CRLF and lone CR become LF; nothing else changes (U+2028 is not a line break here)."""

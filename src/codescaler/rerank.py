@@ -131,6 +131,25 @@ class Settings:
     top_k: int = 3
     cascade_max: int | None = None
 
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the setting for a value no strategy can run with."""
+        if self.seeds < 1:
+            raise InputError(f"seeds must be >= 1, got {self.seeds}", field="seeds", fix="use --seeds 20")
+        if not self.n_values:
+            raise InputError("no N values given", field="n", fix="use --n 4 8 16 32")
+        if min(self.n_values) < 1:
+            raise InputError(f"N must be >= 1, got {min(self.n_values)}", field="n",
+                             fix="use N values such as 4 8 16 32")
+        if self.top_k < 1:
+            raise InputError(f"top_k must be >= 1, got {self.top_k}", field="top_k", fix="use --top-k 3")
+        if self.cascade_max is not None and self.cascade_max < 1:
+            raise InputError(f"cascade_max must be >= 1, got {self.cascade_max}", field="cascade_max",
+                             fix="use --cascade-max 5, or leave it out (up to N)")
+        for strategy in self.strategies:
+            if strategy not in tuple(Strategy):
+                raise InputError(f"unknown strategy {strategy!r}", field="strategies",
+                                 fix=f"use one of: {', '.join(Strategy)}")
+
 
 @dataclass(frozen=True)
 class StrategyResult:
@@ -309,12 +328,9 @@ def evaluate(pools: Sequence[Pool], settings: Settings) -> list[StrategyResult]:
     """One ``StrategyResult`` per (strategy, N), strategies in settings order, N ascending.
 
     Raises ``InputError`` when a strategy can use no problem at all, when a needed signal is missing
-    on a usable problem, or for bad settings (no seeds, N < 1, duplicate task ids).
+    on a usable problem, for duplicate task ids, or for bad settings (``Settings.validate``).
     """
-    if settings.seeds < 1:
-        raise InputError(f"seeds must be >= 1, got {settings.seeds}", field="seeds", fix="use --seeds 20")
-    if not settings.n_values:
-        raise InputError("no N values given", field="n", fix="use --n 4 8 16 32")
+    settings.validate()
     seen: set[str] = set()
     for pool in pools:
         if pool.task_id in seen:

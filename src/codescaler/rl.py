@@ -114,10 +114,10 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
 
     Every input is checked before a model loads: ``InputError`` names the flag and the fix.
     """
-    require("rl", "trl", "datasets", "accelerate")  # one line naming the extra, before any work
+    s.validate()  # every flag, before anything is imported, read or loaded
     s, preset, own = resolve_settings(s)
     check_settings(s, {**preset, **own})
-    vllm_fields(s.vllm)  # a bad --vllm-server fails before any model loads
+    require("rl", "trl", "datasets", "accelerate")  # one line naming the extra, before any work
     policy_path = _loadable("--policy", s.policy, rm=False)
     if "rm" in s.reward.split("+"):
         _loadable("--rm", s.rm, rm=True)

@@ -1,10 +1,10 @@
 """The settings of a GRPO run: presets, checks, TRL's ``GRPOConfig``, and the run record (layer L3).
 
 ``RLSettings`` is what the CLI resolves; ``resolve_settings`` fills in the preset (``PRESETS``: the
-paper's ``gpu`` recipe, and the LoRA ``cpu`` and ``smoke`` presets), ``check_settings`` refuses bad
-combinations naming the flag, ``grpo_config`` builds TRL's config (with ``vllm_fields``), and
-``run_record``/``write_run_record``/``check_resume`` keep ``run.json``, so that a resume continues the
-same run.
+paper's ``gpu`` recipe, and the LoRA ``cpu`` and ``smoke`` presets), ``RLSettings.validate`` and, with the
+preset, ``check_settings`` refuse bad values and combinations naming the flag, ``grpo_config`` builds TRL's
+config (with ``vllm_fields``), and ``run_record``/``write_run_record``/``check_resume`` keep ``run.json``,
+so that a resume continues the same run.
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ _OWN_KEYS = ("lora", "eval_every", "train_limit", "easiest_first", "eval_limit",
 FLAGS = {"per_device_train_batch_size": "--batch-size", "num_generations": "--num-generations",
          "learning_rate": "--lr", "max_completion_length": "--max-completion-length", "save_steps": "--save-steps",
          "train_limit": "--limit"}
+# GRPOConfig overrides that count something (>= 1), in the order the flags are checked.
+_COUNTED_OVERRIDES = ("max_completion_length", "per_device_train_batch_size", "num_generations", "save_steps")
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,38 @@ class RLSettings:
     report_to: list[str] = field(default_factory=list)  # TRL/transformers trackers ([]: none)
     vllm: str | None = None            # rollouts by vLLM: a server's base URL, or "colocate" (None: generate())
 
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the flag and the fix; reads nothing, loads nothing.
+
+        Checks what the settings alone decide (``None``, the preset's value, passes); what needs the preset
+        is ``check_settings``'s."""
+        counts = (("--max-steps", self.max_steps), ("--eval-limit", self.eval_limit),
+                  *((FLAGS[key], self.overrides.get(key)) for key in _COUNTED_OVERRIDES),
+                  ("--limit", self.train_limit), ("--workers", self.workers))
+        for flag, value in counts:
+            if value is not None and value < 1:
+                raise InputError(f"{flag} must be >= 1, got {value}", fix="pass a positive number")
+        _check_preset(self.preset)
+        if self.reward not in REWARDS:
+            raise InputError(f"--reward: unknown reward {self.reward!r}", fix=f"use one of: {', '.join(REWARDS)}")
+        if self.eval_every is not None and self.eval_every < 0:
+            raise InputError(f"--eval-every must be >= 0, got {self.eval_every}",
+                             fix="pass 0 to evaluate only at step 0 and at the end")
+        vllm_fields(self.vllm)  # a bad --vllm-server fails here, before any model loads
+
+
+def _check_preset(name: str) -> None:
+    if name not in PRESETS:
+        raise InputError(f"--preset: unknown preset {name!r}", fix=f"use one of: {', '.join(PRESETS)}")
+
 
 def resolve_settings(s: RLSettings) -> tuple[RLSettings, dict[str, Any], dict[str, Any]]:
-    """Settings with the preset's values filled in, the GRPOConfig fields, and the preset's own keys."""
-    if s.preset not in PRESETS:
-        raise InputError(f"--preset: unknown preset {s.preset!r}", fix=f"use one of: {', '.join(PRESETS)}")
+    """Settings with the preset's values filled in, the GRPOConfig fields, and the preset's own keys.
+
+    Checks only the preset's name: resolved settings are resolved again (``run_record``), and a preset's
+    own values need not pass ``RLSettings.validate`` (the smoke preset's ``eval_limit`` 0: no held-out eval).
+    """
+    _check_preset(s.preset)
     preset = {**PRESETS[s.preset], **s.overrides}
     if "max_completion_length" in s.overrides and "eval_max_new_tokens" not in s.overrides:
         # The held-out eval measures the policy under the budget it is trained with.
@@ -110,14 +139,10 @@ def resolve_settings(s: RLSettings) -> tuple[RLSettings, dict[str, Any], dict[st
 
 
 def check_settings(s: RLSettings, preset: dict[str, Any]) -> None:
-    """Flag-level checks; each names the flag and the fix (before anything is read or loaded)."""
-    if s.reward not in REWARDS:
-        raise InputError(f"--reward: unknown reward {s.reward!r}", fix=f"use one of: {', '.join(REWARDS)}")
-    if s.max_steps < 1:
-        raise InputError(f"--max-steps must be >= 1, got {s.max_steps}", fix="pass a positive step budget")
-    if preset["eval_every"] < 0:
-        raise InputError(f"--eval-every must be >= 0, got {preset['eval_every']}",
-                         fix="pass 0 to evaluate only at step 0 and at the end")
+    """The checks that need the resolved preset (``resolve_settings``): the rollout batch and group sizes
+    and, when the run trains LoRA adapters, their rank and alpha. A function, not part of
+    ``RLSettings.validate``: those GRPO fields and the LoRA choice may come from the preset, which the
+    settings only name. Each error names the flag and the fix (before anything is read or loaded)."""
     batch, groups = preset["per_device_train_batch_size"], preset["num_generations"]
     if groups < 2:
         raise InputError(f"--num-generations must be >= 2, got {groups}",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -46,6 +47,23 @@ class SamplingConfig:
     seed: int = 0
     instruction: str = DEFAULT_INSTRUCTION
     system_prompt: str | None = None
+
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the setting (as its ``codescaler sample`` flag); nothing is loaded."""
+        for flag, value in (("--n", self.n), ("--max-new-tokens", self.max_new_tokens), ("--batch-size", self.batch_size)):
+            if value < 1:
+                raise InputError(f"{flag} must be >= 1, got {value}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise InputError(f"--temperature must be a finite number >= 0, got {self.temperature}",
+                             fix="0 samples greedily")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"--top-p must be in (0, 1], got {self.top_p}")
+        try:
+            self.instruction.format(language="python", prompt="")
+        except (KeyError, IndexError, ValueError) as err:
+            raise InputError(f"the instruction template cannot be filled: {type(err).__name__}: {err}",
+                             field="instruction", fix="use only the {language} and {prompt} placeholders "
+                             "(double other braces: {{ }})") from None
 
 
 def build_messages(problem: Problem, config: SamplingConfig) -> list[dict[str, str]]:
@@ -227,8 +245,10 @@ def sample_candidates(
     """Yield, per group of problems, the new candidates; problems with ``done[task_id] >= n`` are skipped.
 
     Candidate ids are ``s{index}`` (0-based), stable across resumed runs. A problem found partly done is
-    sampled again in full and only the missing indices are yielded.
+    sampled again in full and only the missing indices are yielded. Bad ``config`` values raise
+    ``InputError`` (``SamplingConfig.validate``) at the first ``next()``.
     """
+    config.validate()
     done = done or {}
     todo = [p for p in problems if done.get(p.task_id, 0) < config.n]
     # A sampler may say how many conversations it takes at a time (an endpoint: its request pool);

@@ -1,6 +1,7 @@
 """Process plumbing of the sandbox: isolation probe, bubblewrap command, fork servers, I/O under limits.
 
-Part of the sandbox (``codescaler.sandbox`` is its public face; ``sandbox_harness.py`` runs inside).
+Part of the sandbox (``codescaler.sandbox`` is its public face; the harness, ``sandbox_harness.py`` +
+``sandbox_harness_jobs.py``, runs inside).
 ``launch(payload, stdin, limits)`` runs the harness on one job and returns ``Completed``; by the time it
 returns, every process the job started is dead. Two ways to start a job:
 
@@ -57,9 +58,15 @@ class Isolation:
         return self.kind == "bwrap"
 
 
+# The harness is one program kept in two files (no module over 400 lines), joined in this order. It is
+# never imported: an imported module would resolve names through the builtins the candidate can patch.
+HARNESS_PARTS = ("sandbox_harness.py", "sandbox_harness_jobs.py")
+
+
 @functools.cache
-def _harness_source() -> str:
-    return Path(__file__).with_name("sandbox_harness.py").read_text(encoding="utf-8")
+def harness_source() -> str:
+    """The harness program text that ``python -I -S -c`` runs in the sandbox: ``HARNESS_PARTS`` joined."""
+    return "".join(Path(__file__).with_name(name).read_text(encoding="utf-8") for name in HARNESS_PARTS)
 
 
 class _UidPool:
@@ -141,7 +148,7 @@ class _Server:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         filter_fd = seccomp_fd()
         argv = [*bwrap_argv(find_bwrap() or "bwrap", limits, filter_fd), sys.executable, "-I", "-S", "-c",
-                _harness_source(), "--serve", str(theirs.fileno())]
+                harness_source(), "--serve", str(theirs.fileno())]
         fds = (theirs.fileno(),) if filter_fd is None else (theirs.fileno(), filter_fd)
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -239,7 +246,7 @@ def _launch_once(payload: dict, stdin: bytes, limits: Limits, iso: Isolation) ->
     uid = _uids.take() if drop else None
     pipes = JobPipes()
     workdir = None
-    tail = [sys.executable, "-I", "-S", "-c", _harness_source(), str(pipes.payload_r), str(pipes.result_w)]
+    tail = [sys.executable, "-I", "-S", "-c", harness_source(), str(pipes.payload_r), str(pipes.result_w)]
     env, cwd = dict(CLEAN_ENV), None
     filter_fd = seccomp_fd() if iso.full else None
     if iso.full:

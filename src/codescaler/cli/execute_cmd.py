@@ -79,6 +79,7 @@ def _run_locked(args: argparse.Namespace, problems: dict[str, Problem], candidat
     limits = Limits(cpu_seconds=args.timeout, wall_seconds=2 * args.timeout, memory_mb=args.memory_mb)
     options = ExecuteOptions(workers=args.workers, limits=limits, extract_mode=ExtractMode(args.extract_mode),
                              cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    options.validate()
     if options.use_cache:  # refuse an unusable cache now, before any output is written
         VerdictCache(options.cache_dir or default_cache_dir()).close()
     iso = isolation()

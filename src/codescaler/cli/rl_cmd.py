@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from codescaler.cli import options
-from codescaler.errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -75,11 +74,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from codescaler.rl import RLSettings, run_rl
 
-    for flag in ("max_steps", "eval_limit", "max_completion_length", "batch_size", "num_generations", "save_steps",
-                 "limit", "workers"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}", fix="pass a positive number")
     overrides = {key: value for key, value in (
         ("max_completion_length", args.max_completion_length), ("per_device_train_batch_size", args.batch_size),
         ("num_generations", args.num_generations), ("learning_rate", args.lr), ("save_steps", args.save_steps),

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 from codescaler.cli import options
-from codescaler.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,13 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from codescaler.data import AppendStore, candidate_to_json, read_problems, task_candidate_key
     from codescaler.sampling import HFSampler, OpenAISampler, SamplingConfig, sample_candidates
 
-    if args.n < 1:
-        raise InputError(f"--n must be >= 1, got {args.n}")
+    config = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
+                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
+    config.validate()  # before the problems are read or a model loads
     problems = read_problems(args.problems)
     if args.limit is not None:
         problems = problems[: args.limit]
-    config = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
     out = Path(args.output)
     store = AppendStore(out, task_candidate_key, fix="remove the line or choose a new --output", durable=True)
     done = Counter(task for task, _ in store.done())

@@ -57,7 +57,7 @@ def _check_port(port: int) -> None:
 
 
 def _finite(value: float, flag: str, low: float, high: float = math.inf) -> float:
-    # argparse's float() takes "nan" and "inf"; a NaN batching window made requests hang while /health said ok.
+    # argparse's float() takes "nan" and "inf" (the batching window: ServerSettings.validate).
     if not (math.isfinite(value) and low <= value <= high):
         bound = f"in {low:g}..{high:g}" if math.isfinite(high) else f">= {low:g}"
         raise InputError(f"must be a finite number {bound}, got {value:g}", field=flag)
@@ -66,23 +66,24 @@ def _finite(value: float, flag: str, low: float, high: float = math.inf) -> floa
 
 def run(args: argparse.Namespace) -> int:
     # Every flag is checked before the heavy imports and the model load: a bad value fails in a second.
+    from codescaler.server.settings import ServerSettings
+
     _check_port(args.port)
-    _finite(args.max_wait_ms, "max-wait-ms", 0.0, 60_000.0)
     _finite(args.graceful_timeout, "graceful-timeout", 0.0)
-    _finite(args.max_body_mb, "max-body-mb", 0.001, 1024.0)
-
-    require("server", "fastapi", "pydantic", "uvicorn")  # one line naming the extra, before the model loads
-    import uvicorn
-
-    from codescaler.scorer import Scorer
-    from codescaler.server.app import ServerSettings, create_app
-
+    _finite(args.max_body_mb, "max-body-mb", 0.001, 1024.0)  # in MiB, converted to bytes below
     settings = ServerSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                               max_items_per_request=args.max_items_per_request,
                               max_chars_per_item=args.max_chars_per_item, max_queue=args.max_queue,
                               max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                               drain_timeout_s=max(args.graceful_timeout, 1.0))
-    settings.check()
+    settings.validate()
+
+    require("server", "fastapi", "pydantic", "uvicorn")  # one line naming the extra, before the model loads
+    import uvicorn
+
+    from codescaler.scorer import Scorer
+    from codescaler.server.app import create_app
+
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:

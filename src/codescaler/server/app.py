@@ -24,10 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from codescaler.errors import InputError
@@ -46,7 +45,7 @@ from codescaler import __version__
 from codescaler.integrations import ScoresResponses
 from codescaler.integrations.openrlhf import split_queries
 from codescaler.records import Score
-from codescaler.server.batcher import MAX_WAIT_MS_LIMIT, Batcher, BatcherStopped, Overloaded, ShuttingDown
+from codescaler.server.batcher import Batcher, BatcherStopped, Overloaded, ShuttingDown
 from codescaler.server.protocol import (
     BodyInvalid,
     RewardRequest,
@@ -55,6 +54,7 @@ from codescaler.server.protocol import (
     ScoreResponse,
     decode_body,
 )
+from codescaler.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -64,37 +64,6 @@ T = TypeVar("T")
 # lists takes ~0.1 s, too long for the event loop); smaller ones inline, where the thread hop would cost
 # more than the work.
 _INLINE_RESPONSE_ITEMS = 256
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """Limits and batching of one server; defaults suit an RL trainer posting a whole rollout batch.
-
-    ``max_items_per_request`` only guards memory (Python objects per item); a large request is fed to the
-    model in chunks of ``max_batch``, so 65,536 items (8x OpenRLHF's 1,024 prompts x 8 samples) are taken
-    and the binding limit for real payloads is ``max_body_bytes``."""
-
-    max_batch: int = 64                 # items per model call (the Scorer splits it into batch_size)
-    max_wait_ms: float = 5.0            # how long the first request of a batch waits for company
-    max_items_per_request: int = 65_536
-    max_chars_per_item: int = 200_000   # prompt + response characters (/get_reward: per query and prompt)
-    max_body_bytes: int = 64 * 1024 * 1024
-    max_queue: int = 1024               # waiting requests (chunks of max_batch items) before 503
-    retry_after_s: float = 1.0
-    drain_timeout_s: float = 60.0
-
-    def check(self) -> None:
-        """Raise ``InputError`` naming the first setting out of range."""
-        for name in ("max_batch", "max_items_per_request", "max_chars_per_item", "max_body_bytes", "max_queue"):
-            if getattr(self, name) < 1:
-                raise InputError(f"must be >= 1, got {getattr(self, name)}", field=name.replace("_", "-"))
-        if not (math.isfinite(self.max_wait_ms) and 0 <= self.max_wait_ms <= MAX_WAIT_MS_LIMIT):
-            raise InputError(f"must be a number of milliseconds in 0..{MAX_WAIT_MS_LIMIT:g}, got {self.max_wait_ms}",
-                             field="max-wait-ms", fix="e.g. --max-wait-ms 5")
-        for name in ("retry_after_s", "drain_timeout_s"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise InputError(f"must be a finite number >= 0, got {value}", field=name.replace("_", "-"))
 
 
 def _render(payload: dict[str, Any]) -> bytes:
@@ -168,7 +137,7 @@ def create_app(scorer: ScoresResponses, settings: ServerSettings | None = None) 
     """The app for ``scorer`` (any object with ``score`` and ``info``); the Batcher starts with the app's
     lifespan and drains on shutdown."""
     settings = settings or ServerSettings()
-    settings.check()
+    settings.validate()
 
     def score_fn(prompts: list[str], responses: list[str], languages: list[str | None]) -> list[Score]:
         return scorer.score(prompts, responses, languages)
