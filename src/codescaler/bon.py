@@ -78,15 +78,13 @@ class BonSettings:
     logprob_model: str = "qwen2.5-coder-0.5b-instruct"
 
     def validate(self) -> None:
-        """Raise ``InputError`` naming the flag for any value that cannot work; nothing is read."""
-        for name, value in (("--seeds", self.seeds), ("--top-k", self.top_k), ("--batch-size", self.batch_size)):
-            if value < 1:
-                raise InputError(f"must be >= 1, got {value}", field=name)
-        if self.cascade_max is not None and self.cascade_max < 1:
-            raise InputError(f"must be >= 1, got {self.cascade_max}", field="--cascade-max",
-                             fix="leave it out to let cascade run up to N candidates")
-        if not self.n_values or min(self.n_values) < 1:
-            raise InputError(f"N values must be >= 1, got {list(self.n_values)}", field="--n")
+        """Raise ``InputError`` naming the flag for any value that cannot work; nothing is read.
+
+        The selection settings (N, seeds, top-k, cascade cap, strategies) are ``rerank.Settings``'s to
+        check; this adds what only best-of-N has (batch size, workers, generated tests)."""
+        self.rerank_settings().validate()
+        if self.batch_size < 1:
+            raise InputError(f"must be >= 1, got {self.batch_size}", field="--batch-size")
         if not self.strategies:
             raise InputError("no strategies", field="--strategies", fix="name at least one strategy")
         if self.test_generation_seconds < 0:

@@ -139,7 +139,7 @@ class Settings:
             raise InputError("no N values given", field="n", fix="use --n 4 8 16 32")
         if min(self.n_values) < 1:
             raise InputError(f"N must be >= 1, got {min(self.n_values)}", field="n",
-                             fix="use N values such as 4 8 16 32")
+                             fix="use --n with values such as 4 8 16 32")
         if self.top_k < 1:
             raise InputError(f"top_k must be >= 1, got {self.top_k}", field="top_k", fix="use --top-k 3")
         if self.cascade_max is not None and self.cascade_max < 1:
@@ -182,7 +182,7 @@ class StrategyResult:
 def draw(pool: Pool, n: int, seed: int) -> list[CandidateSignals]:
     """The first ``n`` candidates of the pool's shuffle for ``seed`` (all of them if fewer)."""
     if n < 1:
-        raise InputError(f"N must be >= 1, got {n}", field="n", fix="use N values such as 4 8 16 32")
+        raise InputError(f"N must be >= 1, got {n}", field="n", fix="use --n with values such as 4 8 16 32")
     order = list(range(len(pool.candidates)))
     random.Random(f"{seed}:{pool.task_id}").shuffle(order)
     return [pool.candidates[i] for i in order[:n]]
