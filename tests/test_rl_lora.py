@@ -96,7 +96,9 @@ def test_smoke_completion_budget_holds_recorded_fenced_answers() -> None:
 def test_cpu_presets_use_lora_and_full_fine_tuning_stays_for_gpus() -> None:
     assert PRESETS["smoke"]["lora"] and PRESETS["cpu"]["lora"] and not PRESETS["gpu"]["lora"]
     cpu = PRESETS["cpu"]
-    assert cpu["num_generations"] == 4 and cpu["per_device_train_batch_size"] == 16   # 4 prompts x 4 rollouts
+    # 4 prompts x 4 rollouts a step, generated together, optimised 4 at a time (16 at once ran out of memory)
+    assert cpu["num_generations"] == 4 and cpu["per_device_train_batch_size"] * cpu["gradient_accumulation_steps"] == 16
+    assert cpu["per_device_train_batch_size"] == 4
     assert cpu["eval_every"] > 0 and cpu["save_steps"] > 0
     assert PRESETS["smoke"]["save_steps"] is None        # no checkpoint unless --save-steps
 
@@ -119,7 +121,7 @@ def test_lora_grpo_saves_adapter_only_checkpoints_reloads_them_and_resumes_after
                           max_steps=2, eval_every=1, train_limit=6, eval_limit=1, data_dir=str(shared_data),
                           workers=2, lora_r=2, lora_alpha=4,
                           overrides={"save_steps": 1, "max_completion_length": 16, "eval_max_new_tokens": 16,
-                                     "per_device_train_batch_size": 8})
+                                     "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1})
     assert run_rl(settings)["global_step"] == 2
     rows = _rows(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
@@ -238,7 +240,7 @@ def test_full_flag_keeps_full_fine_tuning_with_full_checkpoints(tmp_path: Path, 
     run_rl(RLSettings(output=out, reward="tests", policy=str(tiny_policy), preset="smoke", lora=False, max_steps=1,
                       train_limit=2, eval_problems=None, data_dir=str(shared_data), workers=2,
                       overrides={"save_steps": 1, "max_completion_length": 8, "num_generations": 2,
-                                 "per_device_train_batch_size": 4}))
+                                 "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1}))
     names = {f.name for f in (out / "checkpoint-1").iterdir()}
     assert "model.safetensors" in names and "adapter_model.safetensors" not in names, names
     print(f"full checkpoint-1: {_size(out / 'checkpoint-1')} bytes")

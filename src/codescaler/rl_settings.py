@@ -49,7 +49,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                   eval_limit=0, eval_max_new_tokens=160, eval_batch_size=4),
     # A real experiment on CPU: 4 prompts x 4 rollouts a step, LoRA (a higher lr than the paper's full
     # fine-tuning, as usual for adapters), held-out pass@1 every 5 steps, an adapter checkpoint every 5.
-    "cpu": dict(_PAPER, num_generations=4, per_device_train_batch_size=16, gradient_accumulation_steps=1,
+    # The 16 rollouts are generated together and optimised 4 at a time (TRL's generation batch =
+    # batch size x accumulation steps): one backward pass over all 16 (192-token completions, 151,936-way
+    # logits in float32) took the 2-core, 24 GB machine past its memory and was OOM-killed (24.2 GB RSS).
+    "cpu": dict(_PAPER, num_generations=4, per_device_train_batch_size=4, gradient_accumulation_steps=4,
                 learning_rate=2e-5, max_completion_length=192, bf16=False, use_cpu=True, save_steps=5,
                 gradient_checkpointing=False, lora=True, eval_every=5, train_limit=None, easiest_first=False,
                 eval_limit=32, eval_max_new_tokens=192, eval_batch_size=8),
