@@ -179,6 +179,12 @@ def test_gpu_experiment_script_smoke_form_writes_summaries_and_curves_for_every_
         for key in ("train_reward_first", "train_reward_last", "train_valid_first", "train_valid_last",
                     "length_first", "length_last", "generate_s_mean", "reward_s_mean", "optimise_s_mean", "wall_s"):
             assert isinstance(r[key], float), (r["arm"], key)
+    # the step-0 held-out eval ran once: the other arms reused the first arm's row (same policy at step 0)
+    first = _rows(tmp_path / "exp" / "tests" / "eval.jsonl")[0]
+    for name in ("rm", "rm_tests", "rm-no-tests"):
+        row = _rows(tmp_path / "exp" / name / "eval.jsonl")[0]
+        assert row["step"] == 0 and row["shared_from"] == "tests" and row["seconds"] == first["seconds"], name
+    assert done.stdout.count("step-0 held-out row offered from tests") == 3
     no_tests = results[-1]
     assert no_tests["problems"].endswith("no_tests_problems.jsonl")
     from codescaler.data import read_problems

@@ -170,6 +170,20 @@ def test_lora_grpo_saves_adapter_only_checkpoints_reloads_them_and_resumes_after
     assert [r["step"] for r in resumed] == [1, 2] and resumed[0] == first_row
     assert [e["step"] for e in _rows(out / "eval.jsonl")] == [0, 1, 2]
 
+    # A fresh run of the same policy on the same held-out set (another reward, as in another arm of
+    # benchmarks/rl_experiment.py) reuses the step-0 row found in its folder, and drops rows of other steps
+    # or of another eval_key (another policy, problem set or decoding).
+    step0 = _rows(out / "eval.jsonl")[0]
+    assert step0["eval_key"]
+    other = tmp_path / "other-arm"
+    other.mkdir()
+    stale = [{**step0, "step": 0, "eval_key": "another-policy", "pass_at_1": 0.5}, step0, {**step0, "step": 7}]
+    (other / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale), encoding="utf-8")
+    run_rl(replace(settings, output=other, reward="tests", max_steps=1))
+    evals = _rows(other / "eval.jsonl")
+    assert [e["step"] for e in evals] == [0, 1] and evals[0] == step0  # reused as written, not recomputed
+    assert evals[1]["eval_key"] == step0["eval_key"] and evals[1]["seconds"] > 0
+
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     code = main(["rl", *argv])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ from codescaler.extras import require
 from codescaler.records import ExtractMode, Problem
 from codescaler.rl_metrics import (
     StepClock,
+    eval_key,
     evaluate_pass_at_1,
+    keep_reusable_eval,
     make_metrics_callback,
     run_tests,
     truncate_rows,
@@ -64,7 +67,7 @@ from codescaler.rl_settings import (
     vllm_fields,
     write_run_record,
 )
-from codescaler.sampling import SamplingConfig
+from codescaler.sampling import SamplingConfig, build_messages
 
 __all__ = ["DEFAULT_EVAL", "DEFAULT_POLICY", "DEFAULT_TRAIN", "FLAGS", "LORA_TARGETS", "PRESETS", "REWARDS",
            "RLSettings", "TestsReward", "build_dataset", "evaluate_pass_at_1", "grpo_config", "last_checkpoint",
@@ -175,9 +178,13 @@ def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_pa
         return evaluate_pass_at_1(m, tokenizer, held_out, max_new_tokens=own["eval_max_new_tokens"],
                                   batch_size=own["eval_batch_size"], options=options, sampling=sampling)
 
+    key = eval_key(policy=str(Path(policy_path).resolve()), dtype=str(dtype), device=device,
+                   max_new_tokens=own["eval_max_new_tokens"], batch_size=own["eval_batch_size"],
+                   problems=[[build_messages(p, sampling), asdict(p)] for p in held_out])  # prompts, tests
+    step0 = keep_reusable_eval(out / "eval.jsonl", key) if checkpoint is None else None
     clock = StepClock()
     callback = make_metrics_callback(out, [f.__name__ for f in reward_funcs], evaluate if held_out else None,
-                                     int(s.eval_every or 0), clock)
+                                     int(s.eval_every or 0), clock, key=key, step0=step0)
     trainer = GRPOTrainer(model=model, reward_funcs=[clock.timed(f) for f in reward_funcs], args=config,
                           peft_config=peft_config, train_dataset=build_dataset(train, sampling),
                           processing_class=tokenizer, callbacks=[callback])

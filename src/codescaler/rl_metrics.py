@@ -7,6 +7,8 @@ rows after the resumed checkpoint's step are dropped (they are redone) so each f
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -80,6 +82,29 @@ def truncate_rows(path: Path, last_step: int) -> None:
     atomic_write_jsonl(path, kept)
 
 
+def eval_key(**fields: Any) -> str:
+    """What a held-out eval at step 0 depends on (the policy, the problems' prompts, decoding, dtype), hashed.
+
+    At step 0 every run of one policy is the same policy (the reward, seed and LoRA settings have not acted
+    yet), so a step-0 row with this key is reused instead of recomputed: by a run restarted after a kill
+    before its first checkpoint, and by the other arms of ``benchmarks/rl_experiment.py``.
+    """
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def keep_reusable_eval(path: Path, key: str) -> dict[str, Any] | None:
+    """For a fresh run: keep in ``path`` only a step-0 row made with ``key`` (atomically) and return it.
+
+    Rows of other steps, or made with another key (another policy, problem set or decoding), are dropped."""
+    if not path.is_file():
+        return None
+    rows = [row for _, row in read_jsonl(path, tolerate_torn_tail=True)]
+    kept = next((row for row in rows if _step(row) == 0 and row.get("eval_key") == key), None)
+    if len(rows) != (kept is not None):
+        atomic_write_jsonl(path, [kept] if kept is not None else [])
+    return kept
+
+
 class StepClock:
     """Seconds spent generating rollouts and computing rewards since the last ``take()``: the parts of a
     GRPO step's wall time that are not the optimisation (forward/backward of the policy, optimizer step).
@@ -123,11 +148,14 @@ class StepClock:
 
 
 def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: Any, eval_every: int,
-                          clock: StepClock | None = None) -> Any:
+                          clock: StepClock | None = None, *, key: str | None = None,
+                          step0: dict[str, Any] | None = None) -> Any:
     """A ``TrainerCallback`` writing metrics.jsonl rows and running ``evaluate(model) -> dict`` into eval.jsonl.
 
     With a ``clock`` each row splits ``step_s`` into ``generate_s``, ``reward_s`` and ``optimise_s`` (the
     rest); the held-out eval's time is kept out of both (its own ``seconds`` go into eval.jsonl).
+    Eval rows carry ``eval_key`` = ``key``; ``step0`` (a row already in eval.jsonl with that key, see
+    ``keep_reusable_eval``) stands for the step-0 eval, which is then not run again.
     """
     from transformers import TrainerCallback
 
@@ -144,11 +172,17 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
             if evaluate is None or step in self.evaluated or not self.main:
                 return
             self.evaluated.add(step)
+            if step == 0 and step0 is not None:
+                logger.info("held-out eval at step 0: reusing the row in %s (same eval_key %s): %s",
+                            eval_path, key, step0)
+                return
             started = time.monotonic()
             saved = (clock.generate_s, clock.reward_s, clock.generate_calls) if clock is not None else None
             row = {"step": step, **evaluate(model)}
             seconds = time.monotonic() - started
             row["seconds"] = round(seconds, 3)
+            if key is not None:
+                row["eval_key"] = key
             if clock is not None and saved is not None:  # the eval's generate calls are not a step's
                 clock.generate_s, clock.reward_s, clock.generate_calls = saved
             self.last += seconds  # nor is its wall time
