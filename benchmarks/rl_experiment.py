@@ -190,6 +190,7 @@ def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any]) -> dic
             "train_reward_first": first.get("reward_mean"), "train_reward_last": last.get("reward_mean"),
             "train_valid_first": first.get("valid_rate"), "train_valid_last": last.get("valid_rate"),
             "length_first": first.get("response_length_mean"), "length_last": last.get("response_length_mean"),
+            "groups_zero_std_mean": _mean(metrics, "groups_zero_std"),
             "generate_s_mean": _mean(metrics, "generate_s"), "reward_s_mean": _mean(metrics, "reward_s"),
             "optimise_s_mean": _mean(metrics, "optimise_s"), "step_s_mean": _mean(metrics, "step_s"),
             "wall_s": record.get("wall_s"), "exit_code": record.get("exit_code"), "run_dir": str(run_dir)}

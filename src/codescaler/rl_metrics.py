@@ -206,6 +206,7 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
                    "reward_std": logs.get("reward_std"), "valid_rate": valid,
                    "pass_rate": logs.get("tests/pass_rate"),
                    "response_length_mean": logs.get("completions/mean_length"),
+                   "groups_zero_std": logs.get("frac_reward_zero_std"),  # groups with no GRPO signal
                    "wall_s": round(now - self.start, 3), "step_s": round(now - self.last, 3)}
             if clock is not None:
                 parts = clock.take()
