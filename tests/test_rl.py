@@ -63,6 +63,7 @@ def test_rm_reward_run_writes_one_metrics_row_per_step_and_evals(tmp_path: Path,
         assert row["pass_rate"] is None           # the rm reward does not execute
         assert row["response_length_mean"] > 0
         assert 0.0 <= row["groups_zero_std"] <= 1.0
+        assert row["grad_norm"] >= 0.0 and row["learning_rate"] > 0.0
     evals = _rows(tmp_path / "run" / "eval.jsonl")
     assert [e["step"] for e in evals] == [0, 2]
     assert all(e["n"] == 3 and 0.0 <= e["pass_at_1"] <= 1.0 for e in evals)
