@@ -67,6 +67,7 @@ def test_rm_reward_run_writes_one_metrics_row_per_step_and_evals(tmp_path: Path,
     evals = _rows(tmp_path / "run" / "eval.jsonl")
     assert [e["step"] for e in evals] == [0, 2]
     assert all(e["n"] == 3 and 0.0 <= e["pass_at_1"] <= 1.0 for e in evals)
+    assert all(len(e["passed"]) == round(e["pass_at_1"] * e["n"]) for e in evals)
     assert not list((tmp_path / "run").glob("checkpoint-*"))     # the smoke preset saves none unless asked
     assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
 

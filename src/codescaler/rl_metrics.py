@@ -61,7 +61,8 @@ def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], 
     valid = sum(extract_code(r, Language.parse(p.language).value, ExtractMode.STRICT).valid
                 for p, r in zip(problems, responses, strict=True))
     return {"pass_at_1": sum(s == Status.PASSED for s in statuses) / n if n else None,
-            "valid_rate": valid / n if n else None, "n": n}
+            "valid_rate": valid / n if n else None, "n": n,
+            "passed": [p.task_id for p, s in zip(problems, statuses, strict=True) if s == Status.PASSED]}
 
 
 def _step(row: dict) -> int:
