@@ -176,3 +176,18 @@ def test_logprob_strategy_picks_the_most_likely_program_and_caches_it(toy: dict[
     again = run_bon(settings)   # served from the cache: no row appended
     assert len(cache[0].read_text().splitlines()) == 18
     assert again.result(Strategy.LOGPROB, 6).pass_at_1 == done.result(Strategy.LOGPROB, 6).pass_at_1
+
+
+def test_score_cache_keys_name_the_dtype_auto_picks_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scores cached on a CPU with native bf16 (where "auto" is bfloat16 for the 0.5B RM) are not reused
+    on an AVX2 CPU (float32), and an explicit dtype is its own key."""
+    import torch
+
+    from codescaler.model_device import dtype_label
+
+    here = dtype_label(None, "cpu")
+    assert here == dtype_label("auto", "cpu") == f"auto/cpu/{torch.backends.cpu.get_cpu_capability()}"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512_BF16_SOMEWHERE_ELSE")
+    assert dtype_label(None, "cpu") != here
+    assert dtype_label("bf16", "cpu") == dtype_label("bfloat16", None) == "torch.bfloat16"
+    assert dtype_label("float32", "cpu") != dtype_label("bf16", "cpu")

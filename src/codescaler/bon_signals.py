@@ -22,6 +22,7 @@ from typing import Any
 from codescaler.bon import BonSettings, CandidateRecord, Key, signal_store
 from codescaler.errors import InputError
 from codescaler.extract import candidate_item, item_program
+from codescaler.model_device import dtype_label
 from codescaler.records import Candidate, Problem, Status, TestSuite, Verdict
 from codescaler.rerank import NEEDS_GENERATED, NEEDS_LOGPROB, NEEDS_REWARD, NEEDS_VISIBLE
 
@@ -83,14 +84,14 @@ def has_visible(problem: Problem) -> bool:
 
 def score_cache_key(settings: BonSettings) -> str:
     """sha256 of what decides a candidate's score: the checkpoint's content, input format, extraction
-    mode, dtype. Hashing a model's weights is memoised per process and file state
-    (``feature_backbone.weights_sha256``)."""
+    mode, dtype (``model_device.dtype_label``: what "auto" picks on this machine). Hashing a model's
+    weights is memoised per process and file state (``feature_backbone.weights_sha256``)."""
     from codescaler.rm_checkpoint import METADATA_FILE, adapter_base_model, checkpoint_sha256, read_metadata
     from codescaler.scorer import resolve_checkpoint
 
     path = Path(resolve_checkpoint(settings.model))
     if not path.is_dir():  # a hub id: its content is not here to hash
-        return hashlib.sha256(json.dumps({"hub": str(path), "dtype": settings.dtype or "auto",
+        return hashlib.sha256(json.dumps({"hub": str(path), "dtype": dtype_label(settings.dtype, settings.device),
                                           "extract_mode": settings.extract_mode}).encode()).hexdigest()
     meta = read_metadata(path) if (path / METADATA_FILE).is_file() else None
     content = [checkpoint_sha256(path)]
@@ -99,7 +100,7 @@ def score_cache_key(settings: BonSettings) -> str:
         content.append(checkpoint_sha256(base) if base.is_dir() else f"hub:{base}")
     material = {"checkpoint": content, "input_format": meta.input_format.value if meta else "auto",
                 "extract_mode": (settings.extract_mode or (meta.extract_mode if meta else None) or "auto"),
-                "dtype": settings.dtype or "auto"}
+                "dtype": dtype_label(settings.dtype, settings.device)}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
@@ -161,7 +162,7 @@ def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cand
 
     mode = settings.extract_mode or ExtractMode.STRICT
     material = {"model": weights_sha256(backbone_folder(settings.logprob_model)), "extract_mode": str(mode),
-                "dtype": settings.dtype or "auto"}
+                "dtype": dtype_label(settings.dtype, settings.device)}
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
     path = settings.output_dir / f"logprob-{key[:16]}.jsonl"
     store = signal_store(path)

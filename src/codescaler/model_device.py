@@ -41,6 +41,22 @@ def pick_dtype(dtype: str | Any | None, device: Any, n_params: int) -> Any:
     return torch.float32
 
 
+def dtype_label(dtype: str | None, device: str | None) -> str:
+    """What ``pick_dtype`` decides on this machine, as a cache-key label, without loading a model.
+
+    An explicit dtype is its torch name; ``None``/``"auto"`` is ``auto/<device type>/<native bf16 or the
+    CPU capability>``, so cached scores of a bf16 machine are never mixed with a float32 machine's
+    (the rule also depends on the model's size, which the checkpoint's content already pins)."""
+    import torch
+
+    if dtype is not None and dtype != "auto":
+        return str(pick_dtype(dtype, torch.device("cpu"), 0))
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if target.type == "cuda":
+        return f"auto/cuda/{'bf16' if torch.cuda.is_bf16_supported() else 'fp32'}"
+    return f"auto/{target.type}/{torch.backends.cpu.get_cpu_capability()}"
+
+
 def right_pad(batch: Sequence[Sequence[int]], prefix_length: int, pad_id: int, device: Any) -> tuple[Any, Any]:
     """(input_ids, attention_mask) for rows of token ids padded on the right; the mask also covers
     ``prefix_length`` cached tokens before every row (prefix sharing). Shared by the feature extractor."""
