@@ -128,15 +128,15 @@ def share_step0_eval(run_dir: Path, out: Path) -> None:
     mine = run_dir / "eval.jsonl"
     if any(row.get("step") == 0 for row in _rows(mine)):
         return
-    for other in sorted(out.glob("*/eval.jsonl")):
-        row = next((r for r in _rows(other) if r.get("step") == 0 and r.get("eval_key")), None)
-        if row is not None and other != mine:
-            from codescaler.data.artifacts import atomic_write_jsonl
+    from codescaler.data.artifacts import atomic_write_jsonl
 
+    for other in sorted(p for p in out.glob("*/eval.jsonl") if p != mine):
+        row = next((r for r in _rows(other) if r.get("step") == 0 and r.get("eval_key")), None)
+        if row is not None:
+            source = row.get("shared_from", other.parent.name)  # the arm that measured it
             run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_jsonl(mine, [{**row, "shared_from": row.get("shared_from", other.parent.name)}])
-            print(f"= {run_dir.name}: step-0 held-out row offered from {row.get('shared_from', other.parent.name)}",
-                  flush=True)
+            atomic_write_jsonl(mine, [{**row, "shared_from": source}])
+            print(f"= {run_dir.name}: step-0 held-out row offered from {source}", flush=True)
             return
 
 

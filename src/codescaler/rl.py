@@ -8,10 +8,11 @@ preset, then trains, writing into ``settings.output``:
   ``reward_mean``, ``reward_std``, ``valid_rate`` (fraction of completions with valid code under strict
   extraction), ``pass_rate`` (fraction passing the hidden tests; null when the reward does not execute),
   ``response_length_mean`` (tokens), ``groups_zero_std`` (fraction of prompts whose rollouts all got the
-  same reward: GRPO learns nothing from them), ``grad_norm`` and ``learning_rate`` (TRL's), ``wall_s`` (seconds since this process started training),
-  ``step_s`` and the per-reward means ``reward_<name>``.
+  same reward: GRPO learns nothing from them), ``grad_norm`` and ``learning_rate`` (TRL's), ``wall_s``
+  (seconds since this process started training), ``step_s`` and the per-reward means ``reward_<name>``.
 - ``eval.jsonl``: held-out pass@1 (greedy decoding + execution) at step 0, every ``eval_every`` steps and
-  at the end: ``step``, ``pass_at_1``, ``valid_rate``, ``n``.
+  at the end: ``step``, ``pass_at_1``, ``valid_rate``, ``n``, ``passed``, ``seconds``, ``eval_key`` (a
+  step-0 row with the run's own key is reused, not recomputed: ``rl_metrics.eval_key``).
 - ``checkpoint-<step>/`` every ``save_steps`` (TRL's own), resumable with ``resume=True``; with LoRA (the
   CPU presets) a checkpoint holds the adapter and its optimizer state only, never the base weights.
 - ``run.json``: the settings that define the run; a resume with other settings is refused.
