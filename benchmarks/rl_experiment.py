@@ -85,6 +85,10 @@ def write_no_tests_problems(out: Path, data_dir: str | None) -> Path:
     return path
 
 
+# codescaler rl's flags passed to every arm as given (None: the preset's value).
+PASSED_THROUGH = ("--lr", "--lr-scheduler", "--batch-size", "--num-generations", "--grad-accum", "--eval-every")
+
+
 def arms(args: argparse.Namespace) -> list[dict[str, str]]:
     """The arms to run: ``{"arm", "reward", "problems"}`` each, in order."""
     chosen = [{"arm": r, "reward": r, "problems": args.problems} for r in args.rewards.split(",") if r]
@@ -113,6 +117,10 @@ def command(arm: dict[str, str], args: argparse.Namespace, policy: str, rm: str,
         cmd += ["--max-completion-length", str(args.max_completion_length)]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
+    for flag in PASSED_THROUGH:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            cmd += [flag, str(value)]
     if args.preset == "smoke":  # the smoke preset writes no checkpoint by default; one per step lets a re-run resume
         cmd += ["--save-steps", "1"]
     return cmd
@@ -307,6 +315,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-completion-length", type=int, default=0, help="0: the preset's")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="codescaler rl --lr (default: the preset's)")
+    p.add_argument("--lr-scheduler", default=None, help="codescaler rl --lr-scheduler (default: the preset's, linear)")
+    p.add_argument("--batch-size", type=int, default=None, help="codescaler rl --batch-size")
+    p.add_argument("--num-generations", type=int, default=None, help="codescaler rl --num-generations")
+    p.add_argument("--grad-accum", type=int, default=None,
+                   help="codescaler rl --grad-accum (prompts a step = batch size x this / num generations)")
+    p.add_argument("--eval-every", type=int, default=None, help="codescaler rl --eval-every (0: step 0 and the end)")
     args = p.parse_args(argv)
     if args.smoke and args.preset not in (None, "smoke"):
         p.error("--smoke runs the smoke preset; drop --preset or pass --preset smoke")

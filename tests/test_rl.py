@@ -266,6 +266,9 @@ def test_vllm_flags_set_trls_grpo_config_fields(tmp_path: Path, flags: list[str]
     ({"reward": "exec"}, "--reward: unknown reward 'exec'"),
     ({"eval_every": -1}, "--eval-every must be >= 0, got -1"),
     ({"vllm": "localhost:8000"}, "field 'vllm': --vllm-server: expected an http(s) URL"),
+    ({"overrides": {"gradient_accumulation_steps": 0}}, "--grad-accum must be >= 1, got 0"),
+    ({"overrides": {"lr_scheduler_type": "warmup_stable"}},
+     "--lr-scheduler: unknown schedule 'warmup_stable' (use one of: linear, constant"),
 ])
 def test_rl_settings_validate_names_the_flag_and_the_fix_in_one_line(tmp_path: Path, kw: dict, message: str) -> None:
     with pytest.raises(InputError) as err:
@@ -285,6 +288,32 @@ def test_check_settings_refuses_the_rollout_groups_and_lora_rank_the_preset_make
         check(RLSettings(output=tmp_path, preset="smoke", lora_r=0))  # the smoke preset trains LoRA adapters
     with pytest.raises(InputError, match="--batch-size 6 is not a multiple of --num-generations 4"):
         check(RLSettings(output=tmp_path, preset="smoke", overrides={"per_device_train_batch_size": 6}))
+
+
+def test_lr_schedule_and_accumulation_flags_reach_trls_config_and_the_experiment_passes_them_on(tmp_path: Path) -> None:
+    import importlib.util
+
+    from codescaler.cli import build_parser
+    from codescaler.rl import grpo_config
+    from codescaler.rl_settings import resolve_settings as _resolve
+
+    flags = ["--lr", "2e-4", "--lr-scheduler", "constant", "--grad-accum", "2"]
+    args = build_parser().parse_args(["rl", "--output-dir", str(tmp_path / "run"), "--preset", "cpu", *flags])
+    overrides = {"learning_rate": args.lr, "lr_scheduler_type": args.lr_scheduler,
+                 "gradient_accumulation_steps": args.grad_accum}
+    settings = RLSettings(output=args.output_dir, preset="cpu", overrides=overrides)
+    settings.validate()
+    config = grpo_config(*_resolve(settings)[:2])
+    assert (config.learning_rate, config.lr_scheduler_type.value, config.gradient_accumulation_steps) == (2e-4, "constant", 2)
+    assert config.generation_batch_size == 8       # 2 prompts x 4 rollouts a step, optimised 4 at a time
+
+    spec = importlib.util.spec_from_file_location("rl_experiment", Path(__file__).parents[1] / "benchmarks" / "rl_experiment.py")
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    eargs = experiment.parse_args(["--out", str(tmp_path / "x"), "--preset", "cpu", "--eval-every", "0", *flags])
+    cmd = experiment.command({"arm": "rm", "reward": "rm", "problems": "mbpp-train"}, eargs, "p", "r", tmp_path / "x" / "rm")
+    assert " ".join(cmd).endswith("--lr 0.0002 --lr-scheduler constant --grad-accum 2 --eval-every 0")
+    assert "--batch-size" not in cmd        # not given: the preset's
 
 
 def test_a_vllm_server_that_is_not_a_url_is_refused_before_any_model_loads(tmp_path: Path) -> None:

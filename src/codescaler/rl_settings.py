@@ -62,9 +62,13 @@ _OWN_KEYS = ("lora", "eval_every", "train_limit", "easiest_first", "eval_limit",
 # GRPOConfig field -> the CLI flag that sets it, for messages.
 FLAGS = {"per_device_train_batch_size": "--batch-size", "num_generations": "--num-generations",
          "learning_rate": "--lr", "max_completion_length": "--max-completion-length", "save_steps": "--save-steps",
-         "train_limit": "--limit"}
+         "train_limit": "--limit", "gradient_accumulation_steps": "--grad-accum", "lr_scheduler_type": "--lr-scheduler"}
 # GRPOConfig overrides that count something (>= 1), in the order the flags are checked.
-_COUNTED_OVERRIDES = ("max_completion_length", "per_device_train_batch_size", "num_generations", "save_steps")
+_COUNTED_OVERRIDES = ("max_completion_length", "per_device_train_batch_size", "num_generations", "save_steps",
+                      "gradient_accumulation_steps")
+# Learning-rate schedules --lr-scheduler offers (transformers' SchedulerType names; the presets use linear, TRL's
+# default, which over a short run averages half the nominal lr).
+LR_SCHEDULERS = ("linear", "constant", "constant_with_warmup", "cosine")
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,9 @@ class RLSettings:
             if value is not None and value < 1:
                 raise InputError(f"{flag} must be >= 1, got {value}", fix="pass a positive number")
         _check_preset(self.preset)
+        schedule = self.overrides.get("lr_scheduler_type")
+        if schedule is not None and schedule not in LR_SCHEDULERS:
+            raise InputError(f"--lr-scheduler: unknown schedule {schedule!r}", fix=f"use one of: {', '.join(LR_SCHEDULERS)}")
         if self.reward not in REWARDS:
             raise InputError(f"--reward: unknown reward {self.reward!r}", fix=f"use one of: {', '.join(REWARDS)}")
         if self.eval_every is not None and self.eval_every < 0:

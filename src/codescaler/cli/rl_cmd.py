@@ -56,6 +56,11 @@ def register(subparsers: Any) -> None:
                    help="completions per device per step (override the preset; a multiple of --num-generations)")
     p.add_argument("--num-generations", type=int, default=None, help="rollouts per prompt (override the preset)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (override the preset)")
+    p.add_argument("--lr-scheduler", default=None, metavar="NAME",
+                   help="learning-rate schedule: linear (the presets'), constant, constant_with_warmup, cosine")
+    p.add_argument("--grad-accum", type=int, default=None, metavar="K",
+                   help="gradient accumulation steps (override the preset): a step's rollouts are "
+                   "--batch-size x K completions, optimised --batch-size at a time")
     p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (override the preset; smoke: none)")
     p.add_argument("--workers", type=int, default=None, help="execution workers (default: CPU count)")
     options.add_data_dir(p)
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in (
         ("max_completion_length", args.max_completion_length), ("per_device_train_batch_size", args.batch_size),
         ("num_generations", args.num_generations), ("learning_rate", args.lr), ("save_steps", args.save_steps),
+        ("lr_scheduler_type", args.lr_scheduler), ("gradient_accumulation_steps", args.grad_accum),
     ) if value is not None}
     eval_problems = None if str(args.eval_problems).lower() == "none" else args.eval_problems
     settings = RLSettings(
