@@ -191,3 +191,17 @@ def test_score_cache_keys_name_the_dtype_auto_picks_on_this_machine(monkeypatch:
     assert dtype_label(None, "cpu") != here
     assert dtype_label("bf16", "cpu") == dtype_label("bfloat16", None) == "torch.bfloat16"
     assert dtype_label("float32", "cpu") != dtype_label("bf16", "cpu")
+
+
+def test_target_device_names_the_device_a_model_runs_on_and_samplers_share_the_dtype_names() -> None:
+    import torch
+
+    from codescaler.errors import InputError
+    from codescaler.model_device import target_device
+    from codescaler.sampling import _resolve_dtype
+
+    assert target_device("cpu") == torch.device("cpu") and target_device(torch.device("cpu")).type == "cpu"
+    assert target_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert _resolve_dtype("fp32", "cpu") == torch.float32 and _resolve_dtype("auto", "cpu") == torch.bfloat16
+    with pytest.raises(InputError, match="unknown dtype 'int3'.*use auto, float32, bfloat16 or float16"):
+        _resolve_dtype("int3", "cpu")

@@ -60,10 +60,9 @@ def load_backbone(name: str, *, device: str | None = None, dtype: Any = None,
 
     ``expect_sha256``: refuse other weights, before they are loaded.
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from codescaler.model_device import pick_dtype
+    from codescaler.model_device import pick_dtype, target_device
 
     folder = backbone_folder(name)
     sha = weights_sha256(folder)
@@ -72,7 +71,7 @@ def load_backbone(name: str, *, device: str | None = None, dtype: Any = None,
                          f"{expect_sha256[:12]}…", field="features.backbone_sha256",
                          fix="rebuild the backbone with `python -m codescaler.models prepare`, or retrain "
                          "the head on this backbone")
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = target_device(device)
     chosen = pick_dtype(dtype, target, _parameter_count(folder))
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     try:

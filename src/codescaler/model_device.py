@@ -4,8 +4,8 @@
 models of at least 100M parameters on CPUs with native bf16 (AVX512-BF16/AMX), where Qwen2.5-0.5B
 measured 1.3x (busy machine) to 2.9x (quiet) faster at ~5% score error; float32 otherwise (small models
 lose too much precision in bf16; see docs/reward_model.md). The Scorer, the feature extractor and the
-RL policy share it. ``right_pad``: the right-padded ids and attention mask of one batch, with room for
-a shared prefix's cached tokens.
+RL policy share it. ``target_device``: the device a model runs on when none is named. ``right_pad``: the
+right-padded ids and attention mask of one batch, with room for a shared prefix's cached tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ from typing import Any
 from codescaler.errors import InputError
 
 _BF16_CPU_MIN_PARAMS = 100_000_000
+
+
+def target_device(device: str | Any | None = None) -> Any:
+    """The ``torch.device`` a model runs on: ``device`` when given, else CUDA when available, else the CPU."""
+    import torch
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def pick_dtype(dtype: str | Any | None, device: Any, n_params: int) -> Any:
@@ -51,9 +58,9 @@ def dtype_label(dtype: str | None, device: str | None) -> str:
 
     if dtype is not None and dtype != "auto":
         return str(pick_dtype(dtype, torch.device("cpu"), 0))
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if target.type == "cuda":
-        return f"auto/cuda/{'bf16' if torch.cuda.is_bf16_supported() else 'fp32'}"
+    target = target_device(device)
+    if target.type == "cuda":  # the CUDA rule does not depend on the model's size
+        return f"auto/cuda/{'bf16' if pick_dtype(None, target, 0) == torch.bfloat16 else 'fp32'}"
     return f"auto/{target.type}/{torch.backends.cpu.get_cpu_capability()}"
 
 

@@ -40,6 +40,7 @@ from typing import Any
 from codescaler.errors import InputError
 from codescaler.executor import ExecuteOptions
 from codescaler.extras import require
+from codescaler.model_device import target_device
 from codescaler.records import ExtractMode, Problem
 from codescaler.rl_metrics import (
     StepClock,
@@ -155,7 +156,7 @@ def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_pa
 
 
     out = Path(s.output)
-    device = "cpu" if preset.get("use_cpu") else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = "cpu" if preset.get("use_cpu") else target_device().type
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from codescaler.errors import InputError
+from codescaler.model_device import pick_dtype, target_device
 from codescaler.records import Candidate, Language, Problem
 
 logger = logging.getLogger(__name__)
@@ -96,11 +97,10 @@ class HFSampler:
 
     def __init__(self, model: str, config: SamplingConfig, *, device: str | None = None,
                  dtype: str = "auto") -> None:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or target_device().type
         torch_dtype = _resolve_dtype(dtype, self.device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
@@ -274,8 +274,4 @@ def _resolve_dtype(dtype: str, device: str) -> Any:
     if dtype == "auto":
         # bf16 matmuls are ~3x faster than fp32 on recent CPUs (MODELS.md) and standard on GPUs.
         return torch.bfloat16
-    try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
-    except KeyError:
-        raise InputError(f"unknown dtype {dtype!r}", fix="use auto, float32, bfloat16 or float16") from None
+    return pick_dtype(dtype, torch.device(device), 0)  # an explicit name (InputError for an unknown one)

@@ -46,7 +46,7 @@ from typing import Any
 from codescaler import __version__
 from codescaler.batching import plan_batches
 from codescaler.errors import InputError
-from codescaler.model_device import pick_dtype, right_pad
+from codescaler.model_device import pick_dtype, right_pad, target_device
 from codescaler.records import ExtractMode, Score, ScoreItem
 from codescaler.rm_checkpoint import (
     METADATA_FILE,
@@ -175,7 +175,6 @@ class Scorer:
         Raises ``InputError`` for a missing model, a bad option, or a format that contradicts the
         checkpoint's metadata.
         """
-        import torch
         from transformers import AutoTokenizer
 
         path = resolve_checkpoint(model)
@@ -198,7 +197,7 @@ class Scorer:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(path, base))
         if meta is None:
             meta = default_metadata(tokenizer, model, input_format)
-        target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        target = target_device(device)
         # Load in float32 first: the dtype choice needs the parameter count, and a cast is cheap.
         net = load_sequence_classifier(base, quiet_missing_head=adapter)
         if adapter:

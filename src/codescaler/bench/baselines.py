@@ -28,9 +28,10 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from codescaler.model_device import pick_dtype, target_device
     from codescaler.models import resolve_model
     from codescaler.rm_checkpoint import read_metadata
-    from codescaler.scorer import Scorer, pick_dtype, tokenizer_source
+    from codescaler.scorer import Scorer, tokenizer_source
 
     meta = read_metadata(checkpoint)
     backbone = meta.base_model or meta.backbone
@@ -43,7 +44,7 @@ def untrained_backbone(checkpoint: str, *, seed: int = 0, device: str | None = N
     # The RM's own tokenizer (eos/pad exactly as it was trained with), or its base's for an adapter.
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(checkpoint, resolve_model(backbone)))
     model.config.pad_token_id = tokenizer.pad_token_id
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = target_device(device)
     chosen = pick_dtype(None, target, sum(p.numel() for p in model.parameters()))  # as the RM is scored
     return Scorer(model.to(device=target, dtype=chosen), tokenizer, meta, name=f"untrained:{backbone}",
                   batch_size=batch_size)
