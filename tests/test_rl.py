@@ -319,3 +319,26 @@ def test_lr_schedule_and_accumulation_flags_reach_trls_config_and_the_experiment
 def test_a_vllm_server_that_is_not_a_url_is_refused_before_any_model_loads(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--vllm-server: expected an http"):
         run_rl(RLSettings(output=tmp_path / "run", policy=str(tmp_path / "nothing"), vllm="localhost:8000"))
+
+
+def test_metric_rows_are_kept_by_step_and_eval_key_and_a_torn_tail_is_repaired(tmp_path: Path) -> None:
+    from codescaler.rl_metrics import keep_reusable_eval, truncate_rows
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3)) + '{"step": 4, "rew')
+    truncate_rows(metrics, 2)              # a resume from checkpoint-2: later rows are redone, the torn one goes
+    assert metrics.read_text() == '{"step": 1}\n{"step": 2}\n'
+    before = metrics.stat().st_mtime_ns
+    truncate_rows(metrics, 5)              # nothing to drop: the file is left as it is
+    assert metrics.stat().st_mtime_ns == before
+    truncate_rows(tmp_path / "absent.jsonl", 1)
+    assert not (tmp_path / "absent.jsonl").exists()
+
+    evals = tmp_path / "eval.jsonl"
+    rows = [{"step": 0, "pass_at_1": 0.5, "eval_key": "other"}, {"step": 0, "pass_at_1": 0.25, "eval_key": "mine"},
+            {"step": 5, "pass_at_1": 0.75, "eval_key": "mine"}]
+    evals.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert keep_reusable_eval(evals, "mine") == rows[1]
+    assert [json.loads(line) for line in evals.read_text().splitlines()] == [rows[1]]
+    assert keep_reusable_eval(evals, "new policy") is None and evals.read_text() == ""
+    assert keep_reusable_eval(tmp_path / "none.jsonl", "mine") is None

@@ -75,12 +75,21 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         store.append(row)
 
 
+def _keep_rows(path: Path, keep: Callable[[dict], bool]) -> list[dict[str, Any]]:
+    """The rows of a JSONL file that ``keep`` accepts; the file is rewritten (atomically) only when some are
+    dropped, or when its tail was torn by a kill. A missing file has none."""
+    if not path.is_file():
+        return []
+    rows = [row for _, row in read_jsonl(path, tolerate_torn_tail=True)]
+    kept = [row for row in rows if keep(row)]
+    if len(kept) != len(rows) or not path.read_bytes().endswith(b"\n"):
+        atomic_write_jsonl(path, kept)
+    return kept
+
+
 def truncate_rows(path: Path, last_step: int) -> None:
     """Keep only rows with ``step <= last_step`` (after a resume, later rows are redone), atomically."""
-    if not path.is_file():
-        return
-    kept = [row for _, row in read_jsonl(path, tolerate_torn_tail=True) if _step(row) <= last_step]
-    atomic_write_jsonl(path, kept)
+    _keep_rows(path, lambda row: _step(row) <= last_step)
 
 
 def eval_key(**fields: Any) -> str:
@@ -97,13 +106,8 @@ def keep_reusable_eval(path: Path, key: str) -> dict[str, Any] | None:
     """For a fresh run: keep in ``path`` only a step-0 row made with ``key`` (atomically) and return it.
 
     Rows of other steps, or made with another key (another policy, problem set or decoding), are dropped."""
-    if not path.is_file():
-        return None
-    rows = [row for _, row in read_jsonl(path, tolerate_torn_tail=True)]
-    kept = next((row for row in rows if _step(row) == 0 and row.get("eval_key") == key), None)
-    if len(rows) != (kept is not None):
-        atomic_write_jsonl(path, [kept] if kept is not None else [])
-    return kept
+    kept = _keep_rows(path, lambda row: _step(row) == 0 and row.get("eval_key") == key)
+    return kept[0] if kept else None
 
 
 class StepClock:
