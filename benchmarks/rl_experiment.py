@@ -45,7 +45,8 @@ NO_TESTS_FILE = "no_tests_problems.jsonl"
 # summary.md's table: one row per arm.
 COLUMNS = ("arm", "reward", "problems", "steps", "held-out pass@1 step 0 -> end", "held-out valid step 0 -> end",
            "train reward first -> last", "train valid first -> last", "completion tokens first -> last",
-           "s/step generate", "s/step reward", "s/step optimise", "wall s", "exit")
+           "groups without signal (mean)", "policy moved: |dW|/|W|", "s/step generate", "s/step reward",
+           "s/step optimise", "wall s", "exit")
 # curves.png: (metrics.jsonl field, panel title); the fourth panel is eval.jsonl's pass_at_1.
 PANELS = (("reward_mean", "training reward (mean)"), ("valid_rate", "valid rate (training rollouts)"),
           ("response_length_mean", "completion length (tokens)"))
@@ -177,7 +178,7 @@ def run_arm(arm: dict[str, str], args: argparse.Namespace, policy: str, rm: str)
         record = {"wall_s": round(float(record["wall_s"]) + time.monotonic() - start, 1),
                   "exit_code": done.returncode}
         atomic_write_json(record_path, record)
-    return summarise(arm, run_dir, record)
+    return summarise(arm, run_dir, record, policy)
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -185,8 +186,39 @@ def _mean(rows: list[dict], key: str) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
-def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """One arm's summary row from its metrics.jsonl and eval.jsonl (step 0 = before, last row = after)."""
+def adapter_movement(adapter_dir: Path, policy: str) -> dict[str, float] | None:
+    """How far LoRA GRPO moved the policy: ``lora_b_max`` (the largest LoRA-B entry; B starts at 0) and
+    ``delta_rel`` = |dW| / |W| over the adapted weight matrices (Frobenius norms; dW = alpha/r * B @ A).
+    None when ``adapter_dir`` holds no adapter (full fine-tuning, or a run that has not finished)."""
+    weights, config = adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_config.json"
+    if not (weights.is_file() and config.is_file()):
+        return None
+    from safetensors import safe_open
+
+    from codescaler.models import resolve_model
+
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    scale = settings["lora_alpha"] / settings["r"]
+    delta_sq = base_sq = lora_b_max = 0.0
+    adapted = set()
+    with safe_open(str(weights), "pt") as adapter:
+        for key in adapter.keys():  # noqa: SIM118 (safe_open is not iterable)
+            if ".lora_A." not in key:
+                continue
+            a, b = adapter.get_tensor(key).float(), adapter.get_tensor(key.replace(".lora_A.", ".lora_B.")).float()
+            lora_b_max = max(lora_b_max, float(b.abs().max()))
+            delta_sq += float((scale * (b @ a)).pow(2).sum())
+            adapted.add(key.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight"))
+    for path in sorted(Path(resolve_model(policy)).glob("*.safetensors")):  # each base file read once
+        with safe_open(str(path), "pt") as f:
+            for name in adapted.intersection(f.keys()):
+                base_sq += float(f.get_tensor(name).float().pow(2).sum())
+    return {"lora_b_max": lora_b_max, "delta_rel": (delta_sq / base_sq) ** 0.5 if base_sq else float("nan")}
+
+
+def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any], policy: str | None = None) -> dict[str, Any]:
+    """One arm's summary row from its metrics.jsonl and eval.jsonl (step 0 = before, last row = after), and
+    with ``policy``, how far its final adapter moved the policy (``adapter_movement``)."""
     evals, metrics = _rows(run_dir / "eval.jsonl"), _rows(run_dir / "metrics.jsonl")
     before = next((e for e in evals if e["step"] == 0), None) or {}
     after = evals[-1] if evals and evals[-1]["step"] > 0 else {}
@@ -199,6 +231,7 @@ def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any]) -> dic
             "train_valid_first": first.get("valid_rate"), "train_valid_last": last.get("valid_rate"),
             "length_first": first.get("response_length_mean"), "length_last": last.get("response_length_mean"),
             "groups_zero_std_mean": _mean(metrics, "groups_zero_std"),
+            "adapter": adapter_movement(run_dir / "final", policy) if policy else None,
             "generate_s_mean": _mean(metrics, "generate_s"), "reward_s_mean": _mean(metrics, "reward_s"),
             "optimise_s_mean": _mean(metrics, "optimise_s"), "step_s_mean": _mean(metrics, "step_s"),
             "wall_s": record.get("wall_s"), "exit_code": record.get("exit_code"), "run_dir": str(run_dir)}
@@ -217,6 +250,10 @@ def render_markdown(config: dict[str, Any], results: list[dict[str, Any]]) -> st
              f"policy `{config['policy']}`, rm `{config['rm']}`, train `{', '.join(sorted(problems))}` "
              f"(first {config['train_limit'] or 'preset'}), held-out `{config['eval_problems']}` "
              f"(first {config['eval_limit'] or 'preset'}), {config['steps']} steps, seed {config['seed']}."]
+    asked = [f"{flag} {config[flag.lstrip('-').replace('-', '_')]}" for flag in PASSED_THROUGH
+             if config.get(flag.lstrip("-").replace("-", "_")) is not None]
+    if asked:
+        lines.append(f"Over the preset: `{' '.join(asked)}`.")
     if config["no_tests_arm"]:
         lines.append(f"`{NO_TESTS_ARM}`: `--reward rm` on `{NO_TESTS_SOURCE}` with its tests removed "
                      f"(`{NO_TESTS_FILE}`), same held-out set.")
@@ -229,7 +266,8 @@ def render_markdown(config: dict[str, Any], results: list[dict[str, Any]]) -> st
                  f"{_f(r['valid_before'])} -> {_f(r['valid_after'])}",
                  f"{_f(r['train_reward_first'])} -> {_f(r['train_reward_last'])}",
                  f"{_f(r['train_valid_first'])} -> {_f(r['train_valid_last'])}",
-                 f"{_f(r['length_first'])} -> {_f(r['length_last'])}", _f(r["generate_s_mean"]),
+                 f"{_f(r['length_first'])} -> {_f(r['length_last'])}", _f(r.get("groups_zero_std_mean")),
+                 f"{r['adapter']['delta_rel']:.2e}" if r.get("adapter") else "-", _f(r["generate_s_mean"]),
                  _f(r["reward_s_mean"]), _f(r["optimise_s_mean"]), _f(r["wall_s"]), _f(r["exit_code"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

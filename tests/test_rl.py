@@ -182,6 +182,8 @@ def test_gpu_experiment_script_smoke_form_writes_summaries_and_curves_for_every_
         for key in ("train_reward_first", "train_reward_last", "train_valid_first", "train_valid_last",
                     "length_first", "length_last", "generate_s_mean", "reward_s_mean", "optimise_s_mean", "wall_s"):
             assert isinstance(r[key], float), (r["arm"], key)
+        # LoRA GRPO (smoke preset): the final adapter moved the policy, by a small and measured amount
+        assert 0 < r["adapter"]["lora_b_max"] and 0 < r["adapter"]["delta_rel"] < 1, r["adapter"]
     # the step-0 held-out eval ran once: the other arms reused the first arm's row (same policy at step 0)
     first = _rows(tmp_path / "exp" / "tests" / "eval.jsonl")[0]
     for name in ("rm", "rm_tests", "rm-no-tests"):
@@ -200,7 +202,8 @@ def test_gpu_experiment_script_smoke_form_writes_summaries_and_curves_for_every_
     table = (tmp_path / "exp" / "summary.md").read_text(encoding="utf-8")
     assert ("| arm | reward | problems | steps | held-out pass@1 step 0 -> end | held-out valid step 0 -> end | "
             "train reward first -> last | train valid first -> last | completion tokens first -> last | "
-            "s/step generate | s/step reward | s/step optimise | wall s | exit |") in table
+            "groups without signal (mean) | policy moved: |dW|/|W| | s/step generate | s/step reward | "
+            "s/step optimise | wall s | exit |") in table
     assert "| tests | tests | mbpp-train | 2 |" in table and "| rm-no-tests | rm | no_tests_problems.jsonl | 2 |" in table
     # a re-run finds every arm finished and only rewrites the summaries
     again = subprocess.run([str(repo / "scripts" / "gpu_rl_experiment.sh")], capture_output=True, text=True,
