@@ -183,7 +183,7 @@ def test_gpu_experiment_script_smoke_form_writes_summaries_and_curves_for_every_
                     "length_first", "length_last", "generate_s_mean", "reward_s_mean", "optimise_s_mean", "wall_s"):
             assert isinstance(r[key], float), (r["arm"], key)
         # LoRA GRPO (smoke preset): the final adapter moved the policy, by a small and measured amount
-        assert 0 < r["adapter"]["lora_b_max"] and 0 < r["adapter"]["delta_rel"] < 1, r["adapter"]
+        assert r["adapter"]["lora_b_max"] > 0 and 0 < r["adapter"]["delta_rel"] < 1, r["adapter"]
     # the step-0 held-out eval ran once: the other arms reused the first arm's row (same policy at step 0)
     first = _rows(tmp_path / "exp" / "tests" / "eval.jsonl")[0]
     for name in ("rm", "rm_tests", "rm-no-tests"):
@@ -345,3 +345,27 @@ def test_metric_rows_are_kept_by_step_and_eval_key_and_a_torn_tail_is_repaired(t
     assert [json.loads(line) for line in evals.read_text().splitlines()] == [rows[1]]
     assert keep_reusable_eval(evals, "new policy") is None and evals.read_text() == ""
     assert keep_reusable_eval(tmp_path / "none.jsonl", "mine") is None
+
+
+def test_adapter_movement_measures_how_far_a_lora_adapter_moved_the_policy(tmp_path: Path, tiny_policy: Path) -> None:
+    import importlib.util
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    spec = importlib.util.spec_from_file_location("rl_experiment", Path(__file__).parents[1] / "benchmarks" / "rl_experiment.py")
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(tmp_path / "fresh")           # B = 0: the policy has not moved
+    assert experiment.adapter_movement(tmp_path / "fresh", str(tiny_policy)) == {"lora_b_max": 0.0, "delta_rel": 0.0}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.01)
+    model.save_pretrained(tmp_path / "moved")
+    moved = experiment.adapter_movement(tmp_path / "moved", str(tiny_policy))
+    assert moved["lora_b_max"] == pytest.approx(0.01) and 0 < moved["delta_rel"] < 1
+    assert experiment.adapter_movement(tmp_path / "absent", str(tiny_policy)) is None   # full fine-tuning: none
