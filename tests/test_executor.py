@@ -311,3 +311,12 @@ def test_a_human_eval_completion_without_its_problem_is_one_clear_error(tmp_path
     with pytest.raises(InputError, match="completion"):
         data.read_candidates(rows)
     assert data.read_candidates(rows, prompts={"HumanEval/0": "def f():\n"})[0].code == "def f():\n    return 1\n"
+
+
+def test_limits_validate_themselves_wherever_they_are_used():
+    Limits().validate()
+    Limits(processes=0, file_size_mb=0, output_bytes=0).validate()     # 0 is a limit: none allowed
+    with pytest.raises(InputError, match=r"^field 'limits.output_bytes': must be >= 0, got -1$"):
+        Limits(output_bytes=-1).validate()
+    with pytest.raises(InputError, match="field 'limits.wall_seconds': must be a positive, finite number"):
+        Limits(wall_seconds=float("nan")).validate()

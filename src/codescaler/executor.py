@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from codescaler.errors import InputError
 from codescaler.extract import candidate_item, item_extraction
-from codescaler.records import MIN_MEMORY_MB, Candidate, ExtractMode, Limits, Problem, Status, Verdict
+from codescaler.records import Candidate, ExtractMode, Limits, Problem, Status, Verdict
 from codescaler.sandbox import HARNESS_VERSION, run_candidate, trusted_prelude
 
 logger = logging.getLogger(__name__)
@@ -48,17 +47,7 @@ class ExecuteOptions:
         if self.workers is not None and self.workers < 1:
             raise InputError(f"must be >= 1, got {self.workers}", field="workers",
                              fix="pass None for one worker per CPU")
-        for name in ("cpu_seconds", "wall_seconds"):
-            value = getattr(self.limits, name)
-            # inf would reach setrlimit as an overflow: every run an `error` verdict that a resume never retries
-            if not (value > 0 and math.isfinite(value)):
-                raise InputError(f"must be a positive, finite number of seconds, got {value!r}", field=f"limits.{name}")
-        if self.limits.memory_mb < MIN_MEMORY_MB:
-            raise InputError(f"must be at least {MIN_MEMORY_MB} (MiB; Python itself needs about 24 to start), "
-                             f"got {self.limits.memory_mb}", field="limits.memory_mb")
-        for name in ("processes", "file_size_mb", "output_bytes"):  # 0 is a limit (none allowed)
-            if getattr(self.limits, name) < 0:
-                raise InputError(f"must be >= 0, got {getattr(self.limits, name)}", field=f"limits.{name}")
+        self.limits.validate()
         if self.extract_mode not in tuple(ExtractMode):
             raise InputError(f"unknown extraction mode {self.extract_mode!r}", field="extract_mode",
                              fix="use strict or lenient")

@@ -7,8 +7,11 @@ can convert both ways without renaming.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
+
+from codescaler.errors import InputError
 
 try:
     from enum import StrEnum
@@ -185,6 +188,20 @@ class Limits:
     processes: int = 64
     file_size_mb: int = 16
     output_bytes: int = 1_000_000
+
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the field (``limits.<name>``) for a value the sandbox cannot run with."""
+        for name in ("cpu_seconds", "wall_seconds"):
+            value = getattr(self, name)
+            # inf would reach setrlimit as an overflow: every run an `error` verdict that a resume never retries
+            if not (value > 0 and math.isfinite(value)):
+                raise InputError(f"must be a positive, finite number of seconds, got {value!r}", field=f"limits.{name}")
+        if self.memory_mb < MIN_MEMORY_MB:
+            raise InputError(f"must be at least {MIN_MEMORY_MB} (MiB; Python itself needs about 24 to start), "
+                             f"got {self.memory_mb}", field="limits.memory_mb")
+        for name in ("processes", "file_size_mb", "output_bytes"):  # 0 is a limit (none allowed)
+            if getattr(self, name) < 0:
+                raise InputError(f"must be >= 0, got {getattr(self, name)}", field=f"limits.{name}")
 
 
 @dataclass(frozen=True)
