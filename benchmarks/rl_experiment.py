@@ -45,7 +45,7 @@ NO_TESTS_FILE = "no_tests_problems.jsonl"
 # summary.md's table: one row per arm.
 COLUMNS = ("arm", "reward", "problems", "steps", "held-out pass@1 step 0 -> end", "held-out valid step 0 -> end",
            "train reward first -> last", "train valid first -> last", "completion tokens first -> last",
-           "groups without signal (mean)", "policy moved: |dW|/|W|", "s/step generate", "s/step reward",
+           "groups without signal (mean)", "policy moved: norm(dW) / norm(W)", "s/step generate", "s/step reward",
            "s/step optimise", "wall s", "exit")
 # curves.png: (metrics.jsonl field, panel title); the fourth panel is eval.jsonl's pass_at_1.
 PANELS = (("reward_mean", "training reward (mean)"), ("valid_rate", "valid rate (training rollouts)"),

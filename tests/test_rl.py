@@ -202,7 +202,7 @@ def test_gpu_experiment_script_smoke_form_writes_summaries_and_curves_for_every_
     table = (tmp_path / "exp" / "summary.md").read_text(encoding="utf-8")
     assert ("| arm | reward | problems | steps | held-out pass@1 step 0 -> end | held-out valid step 0 -> end | "
             "train reward first -> last | train valid first -> last | completion tokens first -> last | "
-            "groups without signal (mean) | policy moved: |dW|/|W| | s/step generate | s/step reward | "
+            "groups without signal (mean) | policy moved: norm(dW) / norm(W) | s/step generate | s/step reward | "
             "s/step optimise | wall s | exit |") in table
     assert "| tests | tests | mbpp-train | 2 |" in table and "| rm-no-tests | rm | no_tests_problems.jsonl | 2 |" in table
     # a re-run finds every arm finished and only rewrites the summaries
