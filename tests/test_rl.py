@@ -182,8 +182,13 @@ def test_gpu_experiment_script_smoke_form_writes_summaries_and_curves_for_every_
         for key in ("train_reward_first", "train_reward_last", "train_valid_first", "train_valid_last",
                     "length_first", "length_last", "generate_s_mean", "reward_s_mean", "optimise_s_mean", "wall_s"):
             assert isinstance(r[key], float), (r["arm"], key)
-        # LoRA GRPO (smoke preset): the final adapter moved the policy, by a small and measured amount
-        assert r["adapter"]["lora_b_max"] > 0 and 0 < r["adapter"]["delta_rel"] < 1, r["adapter"]
+        # LoRA GRPO (smoke preset): the adapter moved exactly when some step had a gradient (12-token
+        # completions of a random policy hold no code, so every reward is the floor: usually none did)
+        rows = _rows(Path(r["run_dir"]) / "metrics.jsonl")
+        if any(row.get("grad_norm") for row in rows):
+            assert r["adapter"]["lora_b_max"] > 0 and 0 < r["adapter"]["delta_rel"] < 1, r["adapter"]
+        else:
+            assert r["adapter"] == {"lora_b_max": 0.0, "delta_rel": 0.0}, r["adapter"]
     # the step-0 held-out eval ran once: the other arms reused the first arm's row (same policy at step 0)
     first = _rows(tmp_path / "exp" / "tests" / "eval.jsonl")[0]
     for name in ("rm", "rm_tests", "rm-no-tests"):
