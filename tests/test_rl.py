@@ -68,6 +68,15 @@ def test_rm_reward_run_writes_one_metrics_row_per_step_and_evals(tmp_path: Path,
     assert [e["step"] for e in evals] == [0, 2]
     assert all(e["n"] == 3 and 0.0 <= e["pass_at_1"] <= 1.0 for e in evals)
     assert all(len(e["passed"]) == round(e["pass_at_1"] * e["n"]) for e in evals)
+    # every completion of every step, with what the reward paid it: the mean is the step's reward_mean
+    rollouts = _rows(tmp_path / "run" / "rollouts.jsonl")
+    assert sorted({r["step"] for r in rollouts}) == [1, 2] and len(rollouts) % 2 == 0
+    for row in rows:
+        mine = [r for r in rollouts if r["step"] == row["step"]]
+        assert len(mine) == len(rollouts) // 2
+        assert all(isinstance(r["task_id"], str) and isinstance(r["completion"], str) for r in mine)
+        assert all(list(r["rewards"]) == ["codescaler"] for r in mine)
+        assert sum(r["rewards"]["codescaler"] for r in mine) / len(mine) == pytest.approx(row["reward_mean"], rel=1e-4)
     assert not list((tmp_path / "run").glob("checkpoint-*"))     # the smoke preset saves none unless asked
     assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
 
@@ -87,6 +96,10 @@ def test_tests_reward_run_gives_zero_rewards_for_a_garbage_policy_and_resumes(
         assert row.keys() >= ROW_FIELDS
         assert row["reward_mean"] == 0.0 and row["pass_rate"] == 0.0
         assert 0.0 <= row["valid_rate"] <= 1.0
+    rollouts = _rows(tmp_path / "run" / "rollouts.jsonl")      # step 1's rows kept once across the resume
+    steps = [r["step"] for r in rollouts]
+    assert steps == sorted(steps) and set(steps) == {1, 2} and steps.count(1) == steps.count(2)
+    assert all(r["rewards"] == {"tests": 0.0} for r in rollouts)
 
 
 def test_a_finished_run_is_not_overwritten_without_resume(tmp_path: Path, shared_data: Path,

@@ -13,6 +13,8 @@ preset, then trains, writing into ``settings.output``:
 - ``eval.jsonl``: held-out pass@1 (greedy decoding + execution) at step 0, every ``eval_every`` steps and
   at the end: ``step``, ``pass_at_1``, ``valid_rate``, ``n``, ``passed``, ``seconds``, ``eval_key`` (a
   step-0 row with the run's own key is reused, not recomputed: ``rl_metrics.eval_key``).
+- ``rollouts.jsonl``: every completion of every step (``rl_metrics.RolloutLog``): ``step``, ``task_id``,
+  ``completion``, ``rewards`` (each reward function's value for it).
 - ``checkpoint-<step>/`` every ``save_steps`` (TRL's own), resumable with ``resume=True``; with LoRA (the
   CPU presets) a checkpoint holds the adapter and its optimizer state only, never the base weights.
 - ``run.json``: the settings that define the run; a resume with other settings is refused.
@@ -43,6 +45,8 @@ from codescaler.extras import require
 from codescaler.model_device import target_device
 from codescaler.records import ExtractMode, Problem
 from codescaler.rl_metrics import (
+    ROLLOUTS_FILE,
+    RolloutLog,
     StepClock,
     eval_key,
     evaluate_pass_at_1,
@@ -143,7 +147,9 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
         done = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
         truncate_rows(out / "metrics.jsonl", done)
         truncate_rows(out / "eval.jsonl", done)
+        truncate_rows(out / ROLLOUTS_FILE, done)
     else:
+        truncate_rows(out / ROLLOUTS_FILE, 0)  # a run restarted before its first checkpoint logs afresh
         write_run_record(s)
     return _train(s, preset, own, policy_path, checkpoint, train, held_out, options)
 
@@ -185,10 +191,10 @@ def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_pa
                    max_new_tokens=own["eval_max_new_tokens"], batch_size=own["eval_batch_size"],
                    problems=[[build_messages(p, sampling), asdict(p)] for p in held_out])  # prompts, tests
     step0 = keep_reusable_eval(out / "eval.jsonl", key) if checkpoint is None else None
-    clock = StepClock()
+    clock, rollouts = StepClock(), RolloutLog()
     callback = make_metrics_callback(out, [f.__name__ for f in reward_funcs], evaluate if held_out else None,
-                                     int(s.eval_every or 0), clock, key=key, step0=step0)
-    trainer = GRPOTrainer(model=model, reward_funcs=[clock.timed(f) for f in reward_funcs], args=config,
+                                     int(s.eval_every or 0), clock, key=key, step0=step0, rollouts=rollouts)
+    trainer = GRPOTrainer(model=model, reward_funcs=[clock.timed(rollouts.wrap(f)) for f in reward_funcs], args=config,
                           peft_config=peft_config, train_dataset=build_dataset(train, sampling),
                           processing_class=tokenizer, callbacks=[callback])
     clock.timed_generate(trainer.model)  # the policy TRL generates with (PEFT-wrapped under LoRA)

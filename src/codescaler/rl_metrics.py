@@ -110,6 +110,9 @@ def keep_reusable_eval(path: Path, key: str) -> dict[str, Any] | None:
     return kept[0] if kept else None
 
 
+ROLLOUTS_FILE = "rollouts.jsonl"
+
+
 class StepClock:
     """Seconds spent generating rollouts and computing rewards since the last ``take()``: the parts of a
     GRPO step's wall time that are not the optimisation (forward/backward of the policy, optimizer step).
@@ -152,19 +155,59 @@ class StepClock:
         return taken
 
 
+class RolloutLog:
+    """The rollouts of each step and what every reward paid them, for ``rollouts.jsonl``.
+
+    ``wrap(reward_func)`` records (task id, completion text, reward) per completion of each call, keeping
+    the function's ``__name__``; ``take()`` returns the rows gathered since the last call, one per
+    completion: ``{"task_id", "completion", "rewards": {reward name: value}}``. What a policy learns to
+    write (a reward hack included) is then visible without another generation pass.
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+        self._base = 0  # index of this generation batch's first row (each reward func sees the same batch)
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        from codescaler.integrations.trl import response_from_completion
+
+        name = getattr(fn, "__name__", type(fn).__name__)
+
+        @functools.wraps(fn)
+        def wrapper(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> Any:
+            rewards = fn(prompts, completions, **kwargs)
+            task_ids = kwargs.get("task_id") or [None] * len(completions)
+            batch = self._rows[self._base:]
+            if len(batch) != len(completions) or any(r["rewards"].get(name) is not None for r in batch):
+                self._base = len(self._rows)  # a new generation batch
+                self._rows.extend({"task_id": t, "completion": response_from_completion(c, index=i), "rewards": {}}
+                                  for i, (t, c) in enumerate(zip(task_ids, completions, strict=True)))
+                batch = self._rows[self._base:]
+            for row, value in zip(batch, rewards, strict=True):
+                row["rewards"][name] = None if value is None else float(value)
+            return rewards
+        return wrapper
+
+    def take(self) -> list[dict[str, Any]]:
+        rows, self._rows, self._base = self._rows, [], 0
+        return rows
+
+
 def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: Any, eval_every: int,
                           clock: StepClock | None = None, *, key: str | None = None,
-                          step0: dict[str, Any] | None = None) -> Any:
+                          step0: dict[str, Any] | None = None, rollouts: RolloutLog | None = None) -> Any:
     """A ``TrainerCallback`` writing metrics.jsonl rows and running ``evaluate(model) -> dict`` into eval.jsonl.
 
     With a ``clock`` each row splits ``step_s`` into ``generate_s``, ``reward_s`` and ``optimise_s`` (the
     rest); the held-out eval's time is kept out of both (its own ``seconds`` go into eval.jsonl).
     Eval rows carry ``eval_key`` = ``key``; ``step0`` (a row already in eval.jsonl with that key, see
-    ``keep_reusable_eval``) stands for the step-0 eval, which is then not run again.
+    ``keep_reusable_eval``) stands for the step-0 eval, which is then not run again. With ``rollouts``
+    each step's completions and rewards go to rollouts.jsonl (one row per completion, with its ``step``).
     """
     from transformers import TrainerCallback
 
     metrics_path, eval_path = output / "metrics.jsonl", output / "eval.jsonl"
+    rollouts_path = output / ROLLOUTS_FILE
 
     class MetricsCallback(TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -203,7 +246,10 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
                 clock.take()  # loading and the step-0 eval are not the first step's
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-            if not logs or "reward" not in logs or not self.main:
+            if not logs or "reward" not in logs:
+                return
+            taken = rollouts.take() if rollouts is not None else []
+            if not self.main:
                 return
             now = time.monotonic()
             valid = logs.get("codescaler/valid_fraction", logs.get("tests/valid_fraction"))
@@ -222,6 +268,8 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
             for name in reward_names:
                 row[f"reward_{name}"] = logs.get(f"rewards/{name}/mean")
             self.last = now
+            for rollout in taken:
+                append_row(rollouts_path, {"step": state.global_step, **rollout})
             append_row(metrics_path, row)
 
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:

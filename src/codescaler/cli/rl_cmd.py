@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         help="GRPO a policy with the CodeScaler reward and/or unit tests",
         description="GRPO (TRL GRPOTrainer) of a code policy. Rewards: rm (CodeScaler, strict extraction + "
         "softplus), tests (1 when the extracted code passes the hidden tests, else 0), rm+tests (their sum). "
-        "Writes metrics.jsonl (one row per step), eval.jsonl (held-out greedy pass@1), checkpoints (docs/rl.md).",
+        "Writes metrics.jsonl (one row per step), eval.jsonl (held-out greedy pass@1), rollouts.jsonl (every "
+        "completion and its rewards), checkpoints (docs/rl.md).",
     )
     options.flag(p, "--output-dir", "--output", required=True, type=Path, help="run folder (metrics, eval, checkpoints)")
     p.add_argument("--reward", choices=REWARDS, default="rm", help="default: %(default)s")
