@@ -90,6 +90,12 @@ def write_no_tests_problems(out: Path, data_dir: str | None) -> Path:
 PASSED_THROUGH = ("--lr", "--lr-scheduler", "--batch-size", "--num-generations", "--grad-accum", "--eval-every")
 
 
+def passed_through(values: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(flag, value) of each ``PASSED_THROUGH`` flag given in ``values`` (parsed args or the summary's config)."""
+    given = ((flag, values.get(flag.lstrip("-").replace("-", "_"))) for flag in PASSED_THROUGH)
+    return [(flag, value) for flag, value in given if value is not None]
+
+
 def arms(args: argparse.Namespace) -> list[dict[str, str]]:
     """The arms to run: ``{"arm", "reward", "problems"}`` each, in order."""
     chosen = [{"arm": r, "reward": r, "problems": args.problems} for r in args.rewards.split(",") if r]
@@ -118,10 +124,8 @@ def command(arm: dict[str, str], args: argparse.Namespace, policy: str, rm: str,
         cmd += ["--max-completion-length", str(args.max_completion_length)]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
-    for flag in PASSED_THROUGH:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            cmd += [flag, str(value)]
+    for flag, value in passed_through(vars(args)):
+        cmd += [flag, str(value)]
     if args.preset == "smoke":  # the smoke preset writes no checkpoint by default; one per step lets a re-run resume
         cmd += ["--save-steps", "1"]
     return cmd
@@ -250,8 +254,7 @@ def render_markdown(config: dict[str, Any], results: list[dict[str, Any]]) -> st
              f"policy `{config['policy']}`, rm `{config['rm']}`, train `{', '.join(sorted(problems))}` "
              f"(first {config['train_limit'] or 'preset'}), held-out `{config['eval_problems']}` "
              f"(first {config['eval_limit'] or 'preset'}), {config['steps']} steps, seed {config['seed']}."]
-    asked = [f"{flag} {config[flag.lstrip('-').replace('-', '_')]}" for flag in PASSED_THROUGH
-             if config.get(flag.lstrip("-").replace("-", "_")) is not None]
+    asked = [f"{flag} {value}" for flag, value in passed_through(config)]
     if asked:
         lines.append(f"Over the preset: `{' '.join(asked)}`.")
     if config["no_tests_arm"]:
