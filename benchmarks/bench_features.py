@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-problem", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--output", type=Path, default=ROOT / "runs/bench_features.json")
+    ap.add_argument("--checkpoints", nargs="*", default=[], metavar="RM",
+                    help="also time these RM checkpoints end to end through Scorer.load (e.g. the stacked RM "
+                         "src/codescaler/assets/stacked_rm)")
+    ap.add_argument("--only-checkpoints", action="store_true",
+                    help="time only the LoRA RM and --checkpoints (skip the feature variants)")
     a = ap.parse_args(argv)
     from codescaler.features import FeatureExtractor, FeatureSpec, load_backbone
     from codescaler.head_training import DEFAULT_BACKBONE
@@ -63,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         "features: hidden to layer 8 (stop there)": FeatureSpec(**base, layers=(8,), likelihood=False),
     }
     runners = {name: (lambda s=spec: FeatureExtractor(model, tok, s).compute(prompts, codes))
-               for name, spec in variants.items()}
-    lora = Scorer.load("default", dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
+               for name, spec in variants.items()} if not a.only_checkpoints else {}
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    lora = Scorer.load("default", dtype=dtype)
     runners["shipped LoRA RM (sequence classifier, merged)"] = lambda: lora.score_codes(prompts, codes)
+    for name in a.checkpoints:
+        loaded = Scorer.load(name, dtype=dtype)
+        runners[f"checkpoint {name}"] = lambda s=loaded: s.score_codes(prompts, codes)
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(a.repeats):
         for name, run in runners.items():

@@ -36,3 +36,19 @@ def test_rm_heldout_writes_one_result_per_set_and_a_rerun_reuses_them(tmp_path: 
     assert again.returncode == 0, again.stderr[-2000:]
     assert " on hep-python:" not in again.stdout and " on rm-bench:" not in again.stdout
     assert {p.name: p.read_bytes() for p in tmp_path.glob("rm_*.json")} == before
+
+
+def test_rm_stack_score_file_resumes_and_ignores_a_torn_last_line(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from rm_stack import ScoreFile
+
+    store = ScoreFile(tmp_path / "scores.jsonl")
+    items = [("p", "a"), ("p", "b"), ("p", "a")]
+    assert store.missing(items) == [("p", "a"), ("p", "b")]
+    store.add([("p", "a")], [1.5])
+    with open(tmp_path / "scores.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"k": "torn')                       # a run killed mid-write
+    again = ScoreFile(tmp_path / "scores.jsonl")
+    assert again.missing(items) == [("p", "b")] and again.get(["p"], ["a"]) == [1.5]
+    again.add([("p", "b")], [-2.0])
+    assert ScoreFile(tmp_path / "scores.jsonl").get(["p", "p"], ["a", "b"]) == [1.5, -2.0]

@@ -302,3 +302,82 @@ def test_train_free_names_groups_or_columns_and_refuses_unknown_ones_before_any_
     # at l2 = 10 the penalised weights are shrunk far below the free likelihood weights
     w = head.params["w"].abs()
     assert float(w[free].max()) > 10 * float(w[penalised].max())
+
+
+def test_a_composed_stack_scores_exactly_what_the_two_level_computation_scores():
+    from codescaler.heads import compose_stack
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    x2 = rng.normal(size=(60, 5)).astype(np.float32)
+    x2[:, 0] -= 1.0
+    groups = [f"p{i // 3}" for i in range(60)]
+    level1 = fit_head(x, x2, groups, [f"c{i}" for i in range(5)], HeadSettings(l2_grid=(0.1,), folds=3))
+    member_c, member_r = rng.normal(size=(60, 1)).astype(np.float32), rng.normal(size=(60, 1)).astype(np.float32)
+    top = fit_head(np.column_stack([level1.score(x), member_c]), np.column_stack([level1.score(x2), member_r]),
+                   groups, ["level1", "rm:m"], HeadSettings(l2_grid=(0.1,), folds=3))
+    one = compose_stack(level1, top)
+    assert one.columns == [f"c{i}" for i in range(5)] + ["rm:m"]
+    for rows, member in ((x, member_c), (x2, member_r)):
+        expected = top.score(np.column_stack([level1.score(rows), member]))
+        np.testing.assert_allclose(one.score(np.column_stack([rows, member])), expected, rtol=1e-4, atol=1e-4)
+    mlp = fit_head(x, x2, groups, [f"c{i}" for i in range(5)], HeadSettings(kind="mlp", l2_grid=(0.1,), folds=2, epochs=2))
+    with pytest.raises(InputError, match="head.kind"):
+        compose_stack(mlp, top)
+
+
+def test_a_head_stacked_with_an_rm_trains_loads_scores_and_refuses_other_member_weights(tiny_lm, tmp_path):
+    member = build_tiny_model(tmp_path / "member_rm", arch="qwen2", kind="seqcls", seed=5)
+    pairs = _pairs_file(tmp_path / "pairs.jsonl")
+    common = ["--backbone", str(tiny_lm), "--layers", "3", "--cache-dir", str(tmp_path / "cache"),
+              "--max-length", "256", "--dtype", "float32", "--l2", "0.1", "--folds", "2"]
+    refused = _cli("train", "--head", "linear", "--pairs", str(pairs), "--output-dir", str(tmp_path / "x"),
+                   "--stack", str(member), *common, cwd=tmp_path)
+    assert refused.returncode == 2 and "--eval-pairs" in refused.stderr and "Traceback" not in refused.stderr
+    out = tmp_path / "stacked"
+    trained = _cli("train", "--head", "linear", "--pairs", str(pairs), "--eval-pairs", str(pairs),
+                   "--output-dir", str(out), "--stack", str(member), *common, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "stacked with rm:" in trained.stdout
+    meta = json.loads((out / "codescaler.json").read_text())
+    spec = FeatureSpec.from_dict(meta["head"]["features"])
+    assert spec.rm_scores == (str(member),) and len(spec.rm_scores_sha256[0]) == 64
+    assert spec.names()[-1] == f"rm:{member}"
+    assert spec.without_rm_scores().key == FeatureSpec.from_dict(
+        {k: v for k, v in meta["head"]["features"].items() if not k.startswith("rm_scores")}).key
+    assert meta["manifest"]["head"]["stack"]["heldout_pairs"] == 4
+
+    from codescaler.scorer import Scorer
+
+    scorer = Scorer.load(str(out), dtype="float32")
+    member_scorer = Scorer.load(str(member), dtype="float32")
+    codes = CODES[0][:3]
+    scores = scorer.score_codes([PROBLEMS[0]] * 3, codes)
+    extractor, head = scorer._features
+    base = FeatureExtractor(extractor.model, extractor.tokenizer, spec.without_rm_scores()).compute([PROBLEMS[0]] * 3, codes)
+    expected = head.score(np.column_stack([base, member_scorer.score_codes([PROBLEMS[0]] * 3, codes)]))
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)   # backbone features + the member's own score
+
+    (member / "model.safetensors").write_bytes((member / "model.safetensors").read_bytes() + b" ")
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"id": "a", "prompt": "p", "response": "```python\nx = 1\n```"}) + "\n")
+    other = _cli("score", "--rm", str(out), "--input", str(items), "--output", str(tmp_path / "o.jsonl"), cwd=tmp_path)
+    assert other.returncode == 2 and "features.rm_scores_sha256" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_the_committed_stacked_checkpoint_names_the_shipped_lora_rm_by_its_exact_weights():
+    from codescaler.feature_backbone import weights_sha256
+    from codescaler.rm_checkpoint import read_metadata
+    from codescaler.scorer import default_rm_path, resolve_checkpoint
+
+    folder = Path(resolve_checkpoint("stacked"))
+    assert folder == default_rm_path("stacked") and Path(resolve_checkpoint("feature-head")).name == "feature_head_rm"
+    meta = read_metadata(folder)
+    spec = FeatureSpec.from_dict(meta.head["features"])
+    head = load_head(folder, meta.head)
+    assert head.columns == spec.names() and head.columns[-1] == "rm:default"
+    # the stack's weights were fitted on these LoRA weights: replacing the default RM must refit the stack
+    assert spec.rm_scores == ("default",) and spec.rm_scores_sha256 == (weights_sha256(default_rm_path()),)
+    stack = meta.manifest["head"]["stack"]
+    assert stack["heldout_pairs"] > 100 and all(w > 0 for w in stack["weights"])
+    assert "humaneval" not in json.dumps(meta.manifest["data"]).lower()

@@ -120,7 +120,7 @@ def test_default_rm_missing_tells_to_pass_rm(tmp_path: Path, shared_data: Path, 
     from codescaler import scorer
 
     # a build without the shipped RM (this one has it): the folder it would live in is empty
-    monkeypatch.setattr(scorer, "default_rm_path", lambda: tmp_path / "no-default-rm")
+    monkeypatch.setattr(scorer, "default_rm_path", lambda name="default": tmp_path / "no-default-rm")
     with pytest.raises(InputError) as err:
         run_rl(_settings(tmp_path, shared_data, tiny_policy, reward="rm+tests"))
     assert "--rm" in str(err.value)

@@ -2,7 +2,9 @@
 
 ``FeatureSpec`` is the identity of a feature row (backbone weights hash, RM input format and length,
 layers, poolings, optional groups) and names its columns in row order; ``codescaler.features`` computes
-the rows. ``from_dict`` refuses specs this version cannot compute (unknown fields, another
+the rows. ``rm_scores`` adds the raw scores of other reward-model checkpoints (``rm:{name}`` columns,
+each pinned by the sha256 of its weight files): a head over them *stacks* those RMs with the backbone's
+features (docs/reward_model.md "Stacked RMs"). ``from_dict`` refuses specs this version cannot compute (unknown fields, another
 ``SPEC_VERSION``) with an ``InputError``.
 """
 
@@ -42,10 +44,19 @@ class FeatureSpec:
     without_problem: bool = False
     facts: bool = True
     version: int = SPEC_VERSION
+    rm_scores: tuple[str, ...] = ()          # checkpoints (short names or folders) whose raw score is a column
+    rm_scores_sha256: tuple[str, ...] = ()   # sha256 of each one's weight files, in the same order
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
         object.__setattr__(self, "pooling", tuple(self.pooling))
+        object.__setattr__(self, "rm_scores", tuple(str(x) for x in self.rm_scores))
+        object.__setattr__(self, "rm_scores_sha256", tuple(str(x) for x in self.rm_scores_sha256))
+        if len(self.rm_scores) != len(self.rm_scores_sha256):
+            raise InputError(f"{len(self.rm_scores)} rm_scores but {len(self.rm_scores_sha256)} hashes",
+                             field="features.rm_scores_sha256", fix="give one sha256 per checkpoint")
+        if len(set(self.rm_scores)) != len(self.rm_scores):
+            raise InputError(f"rm_scores names a checkpoint twice: {list(self.rm_scores)}", field="features.rm_scores")
         unknown = [p for p in self.pooling if p not in POOLINGS]
         if unknown:
             raise InputError(f"unknown pooling {unknown}", field="features.pooling", fix=f"use {POOLINGS}")
@@ -59,6 +70,10 @@ class FeatureSpec:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["layers"], out["pooling"] = list(self.layers), list(self.pooling)
+        if self.rm_scores:
+            out["rm_scores"], out["rm_scores_sha256"] = list(self.rm_scores), list(self.rm_scores_sha256)
+        else:  # specs without stacked RMs keep the keys (cache folders) they had before the field existed
+            del out["rm_scores"], out["rm_scores_sha256"]
         return out
 
     @classmethod
@@ -101,4 +116,12 @@ class FeatureSpec:
             out["without_problem"] = list(WITHOUT_PROBLEM_NAMES)
         if self.facts:
             out["facts"] = list(FACT_NAMES)
+        if self.rm_scores:
+            out["rm_scores"] = [f"rm:{name}" for name in self.rm_scores]
         return out
+
+    def without_rm_scores(self) -> FeatureSpec:
+        """The same spec without the stacked RMs' columns (what the backbone pass computes)."""
+        from dataclasses import replace
+
+        return replace(self, rm_scores=(), rm_scores_sha256=())

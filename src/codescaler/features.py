@@ -20,7 +20,10 @@ Contract
   3. with ``without_problem``: the same code's mean and summed log-prob with an empty problem, and the
      differences (how much the problem explains the code); a second, cheap pass (one shared prefix);
   4. with ``facts``: log(1 + characters), log(1 + lines), whether it parses as Python (1/0; -1 for
-     other languages is not needed: the Scorer only sees extracted code of one language per item).
+     other languages is not needed: the Scorer only sees extracted code of one language per item);
+  5. with ``rm_scores``: the raw score of each named RM checkpoint (``rm:{name}``), by that checkpoint's
+     own ``Scorer`` (its own forward pass), loaded on first use and refused when its weight files'
+     sha256 is not the spec's (a head stacked on other weights would be miscalibrated).
 - Log-probs are computed at code positions only, in chunks of ``LOGIT_CHUNK`` positions, never a
   full-vocabulary softmax over the whole sequence (the problem's tokens never reach the LM head).
 - Prefix sharing and length bucketing come from ``codescaler.batching``; the shared prefix always
@@ -36,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from codescaler.batching import plan_batches
@@ -52,7 +56,8 @@ from codescaler.feature_spec import (
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, encode_rm_input_span
 
 __all__ = ["FACT_NAMES", "LIKELIHOOD_NAMES", "LOGIT_CHUNK", "POOLINGS", "SPEC_VERSION", "WITHOUT_PROBLEM_NAMES",
-           "FeatureExtractor", "FeatureSpec", "backbone_folder", "code_facts", "load_backbone", "weights_sha256"]
+           "FeatureExtractor", "FeatureSpec", "backbone_folder", "code_facts", "load_backbone", "load_stacked_rm",
+           "weights_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +68,8 @@ class FeatureExtractor:
     """A loaded causal LM that turns (problem, code) into feature rows (module contract)."""
 
     def __init__(self, model: Any, tokenizer: Any, spec: FeatureSpec, *, batch_size: int = 8,
-                 prefix_sharing: bool = True) -> None:
+                 prefix_sharing: bool = True, rm_scorers: Sequence[Any] | None = None) -> None:
+        """``rm_scorers``: loaded Scorers of ``spec.rm_scores`` (else loaded, and checked, on first use)."""
         import inspect
 
         self.model = model.eval()
@@ -90,6 +96,16 @@ class FeatureExtractor:
         # Without likelihood features nothing past the deepest requested layer is needed: stop there.
         self._stop = n_layers if spec.likelihood else max(spec.deepest_layer, 1)
         self._n_layers = n_layers
+        if rm_scorers is not None and len(rm_scorers) != len(spec.rm_scores):
+            raise ValueError("one loaded scorer per spec.rm_scores entry")  # our fault
+        self._rm_scorers: list[Any] | None = list(rm_scorers) if rm_scorers is not None else None
+
+    def rm_scorers(self) -> list[Any]:
+        """The stacked RMs of ``spec.rm_scores``, loaded once; each refused unless its weights are the spec's."""
+        if self._rm_scorers is None:
+            self._rm_scorers = [load_stacked_rm(name, sha, device=str(self.device), batch_size=self.batch_size)
+                                for name, sha in zip(self.spec.rm_scores, self.spec.rm_scores_sha256, strict=True)]
+        return self._rm_scorers
 
     @classmethod
     def load(cls, spec: FeatureSpec, *, device: str | None = None, dtype: Any = None, batch_size: int = 8,
@@ -132,13 +148,14 @@ class FeatureExtractor:
         with torch.inference_mode():
             for batch in plan:
                 rows = self._rows([spans[j] for j in batch.members], batch.prefix,
-                                  [unique[j][1] for j in batch.members])
+                                  [unique[j][1] for j in batch.members], [unique[j][0] for j in batch.members])
                 indices = [i for j in batch.members for i in groups[unique[j]]]
                 repeat = [len(groups[unique[j]]) for j in batch.members]
                 yield indices, np.repeat(rows, repeat, axis=0)
 
     # ----------------------------------------------------------------------------------------------
-    def _rows(self, spans: list[tuple[list[int], int, int]], prefix: int, codes: list[str]) -> Any:
+    def _rows(self, spans: list[tuple[list[int], int, int]], prefix: int, codes: list[str],
+              prompts: list[str]) -> Any:
         import numpy as np
 
         hidden, lik = self._run(spans, prefix=prefix, hidden=True)
@@ -153,6 +170,8 @@ class FeatureExtractor:
                                   axis=1).astype(np.float32))
         if self.spec.facts:
             parts.append(np.array([code_facts(c) for c in codes], dtype=np.float32).reshape(len(codes), -1))
+        for scorer in self.rm_scorers() if self.spec.rm_scores else []:
+            parts.append(np.array(scorer.score_codes(prompts, codes), dtype=np.float32).reshape(len(codes), 1))
         return np.concatenate(parts, axis=1)
 
     def _run(self, spans: list[tuple[list[int], int, int]], *, prefix: int, hidden: bool) -> tuple[Any, Any]:
@@ -279,6 +298,21 @@ def _likelihood_stats(pair: tuple[Any, Any]) -> list[float]:
     q = torch.quantile(lp.float(), torch.tensor([0.05, 0.25, 0.5]))
     return [float(lp.mean()), float(lp.min()), float(q[0]), float(q[1]), float(q[2]), float(lp.sum()),
             float(ent.mean()), float((lp < -3.0).float().mean()), math.log1p(n)]
+
+
+def load_stacked_rm(name: str, sha256: str, *, device: str | None = None, batch_size: int = 8) -> Any:
+    """A stacked RM's Scorer, refused with one line when its weight files are not the ones a head was fitted on."""
+    from codescaler.feature_backbone import weights_sha256
+    from codescaler.scorer import Scorer, resolve_checkpoint
+
+    folder = resolve_checkpoint(name)
+    if Path(folder).is_dir():
+        found = weights_sha256(folder)
+        if found != sha256:
+            raise InputError(f"stacked RM {name!r} has weights {found[:12]}…, the head was fitted on "
+                             f"{sha256[:12]}…", field="features.rm_scores_sha256",
+                             fix="pass the checkpoint the head was stacked on, or refit the stack on this one")
+    return Scorer.load(name, device=device, batch_size=batch_size)
 
 
 def _shared_prefix(spans: list[tuple[list[int], int, int]]) -> int:

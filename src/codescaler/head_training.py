@@ -26,7 +26,7 @@ from codescaler.data import file_sha256
 from codescaler.errors import InputError
 from codescaler.feature_cache import FeatureCache
 from codescaler.features import FeatureExtractor, FeatureSpec
-from codescaler.heads import Head, HeadSettings, fit_head, pairwise_accuracy
+from codescaler.heads import DEFAULT_L2_GRID, Head, HeadSettings, compose_stack, fit_head, pairwise_accuracy
 from codescaler.records import ExtractMode
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.training_checkpoint import versions
@@ -59,9 +59,16 @@ class HeadTrainSettings:
     batch_size: int = 8
     dtype: str | None = None
     command: str = ""
+    stack: tuple[str, ...] = ()   # RM checkpoints whose raw scores are stacked with the head (on eval_pairs)
 
     def validate(self) -> None:
         self.head.validate()
+        if self.stack and self.eval_pairs is None:
+            raise InputError("--stack fits the stacking weights on held-out pairs, and none were given",
+                             field="--stack", fix="pass --eval-pairs with pairs of problems that neither the "
+                             "head nor the stacked RMs were trained on")
+        if self.stack and self.head.kind != "linear":
+            raise InputError("--stack composes linear heads only", field="--stack", fix="use --head linear")
         if not self.pairs:
             raise InputError("no pairs file given", field="--pairs")
         if self.max_length < 64:
@@ -188,19 +195,72 @@ def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | No
         report["heldout_accuracy"] = pairwise_accuracy(head.score(heldout.chosen), head.score(heldout.rejected))
         report["heldout_pairs"] = len(held)
     head.report = report
+    spec = extractor.spec
+    if settings.stack:
+        t0 = time.monotonic()
+        assert heldout is not None  # validate() requires eval_pairs
+        head, spec = stack_head(head, spec, settings.stack, held, heldout, replace(settings.head, free=(), l2_grid=DEFAULT_L2_GRID),
+                                batch_size=settings.batch_size)
+        times["stack"] = time.monotonic() - t0
     manifest = {
         "data": {"pairs": {str(p): file_sha256(p) for p in settings.pairs}, "counts": counts,
                  "eval_pairs": str(settings.eval_pairs) if settings.eval_pairs else None,
                  "eval_counts": held_counts, "train_pairs": len(examples),
                  "train_problems": len({ex.group for ex in examples})},
         "settings": _settings_dict(settings),
-        "head": report,
+        "head": head.report,
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
         "versions": versions(),
         "reproduce": settings.command,
     }
-    out = save_head_checkpoint(settings.output, head, extractor.spec, manifest, settings.extract_mode)
+    out = save_head_checkpoint(settings.output, head, spec, manifest, settings.extract_mode)
     return out, manifest
+
+
+def stack_head(level1: Head, spec: FeatureSpec, members: Sequence[str], held: Sequence[Any], rows: PairRows,
+               settings: HeadSettings, *, batch_size: int = 8, member_scores: Any = None) -> tuple[Head, FeatureSpec]:
+    """Stack ``level1`` with the raw scores of RM checkpoints ``members``: a linear Bradley-Terry head
+    over [level1's score, each member's score], fitted on the held-out pairs ``held`` (L2 by
+    cross-validation grouped by problem, reported as the stack's ``cv_accuracy``), composed into one
+    linear head over ``spec`` + ``rm_scores``. ``member_scores``: (chosen, rejected) arrays of the
+    members' raw scores when already computed (else each member scores the held-out programs now)."""
+    import numpy as np
+
+    from codescaler.feature_backbone import weights_sha256
+    from codescaler.features import load_stacked_rm
+    from codescaler.scorer import resolve_checkpoint
+
+    shas = []
+    for name in members:
+        folder = Path(resolve_checkpoint(name))
+        if not folder.is_dir():
+            raise InputError(f"--stack {name!r} is not a local checkpoint folder", field="--stack",
+                             fix="stack local checkpoints (a hub RM: download it first), e.g. --stack default")
+        shas.append(weights_sha256(folder))
+    if member_scores is None:
+        prompts = [ex.prompt for ex in held]
+        chosen, rejected = [], []
+        for name, sha in zip(members, shas, strict=True):
+            scorer = load_stacked_rm(name, sha, batch_size=batch_size)
+            chosen.append(scorer.score_codes(prompts, [ex.chosen_code for ex in held]))
+            rejected.append(scorer.score_codes(prompts, [ex.rejected_code for ex in held]))
+            del scorer
+        member_scores = (np.array(chosen, dtype=np.float32).T, np.array(rejected, dtype=np.float32).T)
+    mc, mr = member_scores
+    xc = np.column_stack([level1.score(rows.chosen), mc])
+    xr = np.column_stack([level1.score(rows.rejected), mr])
+    columns = ["level1", *(f"rm:{name}" for name in members)]
+    top = fit_head(xc, xr, rows.groups, columns, settings)
+    stacked_spec = replace(spec, rm_scores=tuple(members), rm_scores_sha256=tuple(shas))
+    head = compose_stack(level1, top)
+    head.report = {**level1.report, "stack": {"columns": columns, "weights": top.params["w"].tolist(),
+                                              "l2": top.l2, "heldout_pairs": len(held),
+                                              "cv_accuracy": top.report.get("cv_accuracy"),
+                                              "member_accuracy": {c: pairwise_accuracy(mc[:, i], mr[:, i])
+                                                                  for i, c in enumerate(columns[1:])}}}
+    if head.columns != stacked_spec.names():
+        raise ValueError("stacked head columns differ from the stacked spec's")  # our fault
+    return head, stacked_spec
 
 
 def save_head_checkpoint(output: Path, head: Head, spec: FeatureSpec, manifest: dict[str, Any],

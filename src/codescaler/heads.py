@@ -102,6 +102,34 @@ class Head:
         return target
 
 
+def compose_stack(level1: Head, stack: Head) -> Head:
+    """One linear head equal to ``stack`` applied to [``level1``'s score, the stack's other columns].
+
+    ``level1`` is a linear head over feature columns; ``stack`` a linear head whose first column is
+    level1's score and whose other columns are further features (e.g. ``rm:default``, another RM's raw
+    score). The result is a linear head over ``level1.columns + stack.columns[1:]`` that scores exactly
+    what the two-level computation scores (the constant from level1's standardisation is folded into
+    the mean of the first column with a nonzero weight), so it loads and scores like any head.
+    """
+    import torch
+
+    if level1.kind != "linear" or stack.kind != "linear":
+        raise InputError("only linear heads compose into one head", field="head.kind", fix="use --head linear")
+    w0, m0, s0 = float(stack.params["w"][0]), float(stack.mean[0]), float(stack.std[0])
+    w = torch.cat([level1.params["w"] * (w0 / s0), stack.params["w"][1:]])
+    mean = torch.cat([level1.mean, stack.mean[1:]]).clone()
+    std = torch.cat([level1.std, stack.std[1:]])
+    offset = -w0 * m0 / s0   # what the stack adds for level1's score after dropping its mean
+    nonzero = [i for i in range(len(w)) if float(w[i]) != 0.0]
+    if offset and nonzero:
+        i = nonzero[-1]
+        mean[i] = mean[i] - offset * float(std[i]) / float(w[i])
+    report = {**stack.report, "stack": {"level1": level1.report, "weights": stack.params["w"].tolist(),
+                                        "columns": list(stack.columns)}}
+    return Head("linear", list(level1.columns) + list(stack.columns[1:]), mean, std, {"w": w},
+                l2=stack.l2, report=report)
+
+
 def pairwise_accuracy(chosen: Any, rejected: Any) -> float:
     """Share of pairs whose chosen score is above the rejected one, ties counting half (0.0 for no pairs).
 
@@ -174,8 +202,14 @@ def fit_head(chosen: Any, rejected: Any, groups: Sequence[str], columns: Sequenc
     w = torch.ones(xc.shape[0]) if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float32))
     report: dict[str, Any] = {"pairs": int(xc.shape[0]), "problems": len(set(groups)), "kind": settings.kind}
     l2 = settings.l2_grid[0]
-    if len(settings.l2_grid) > 1:
-        folds = _fold_of(groups, settings.folds, settings.seed)
+    folds = _fold_of(groups, settings.folds, settings.seed)
+    if len(settings.l2_grid) > 1 and len(set(folds.tolist())) < 2:
+        # every problem fell into one fold (very few problems): nothing to validate on
+        l2 = sorted(settings.l2_grid)[len(settings.l2_grid) // 2]
+        logger.warning("head %s: %d problems give no usable cross-validation fold; l2 = %g without CV",
+                       settings.kind, len(set(groups)), l2)
+        report["cv_skipped"] = "all problems in one fold"
+    elif len(settings.l2_grid) > 1:
         cv = []
         for value in settings.l2_grid:
             accs, losses = [], []

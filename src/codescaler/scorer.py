@@ -68,20 +68,26 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 
 
-def default_rm_path() -> Path:
-    """Where the shipped default RM lives (``src/codescaler/assets/default_rm``)."""
-    return Path(__file__).resolve().parent / "assets" / "default_rm"
+# Shipped checkpoints by short name (folders under src/codescaler/assets): the LoRA RM (the default), the
+# feature-head RM, and the two stacked (docs/reward_model.md).
+SHIPPED_RMS = {DEFAULT_MODEL: "default_rm", "feature-head": "feature_head_rm", "stacked": "stacked_rm"}
+
+
+def default_rm_path(name: str = DEFAULT_MODEL) -> Path:
+    """Where a shipped RM lives (``src/codescaler/assets/default_rm`` for ``default``)."""
+    return Path(__file__).resolve().parent / "assets" / SHIPPED_RMS[name]
 
 
 def resolve_checkpoint(model: str) -> str:
-    """``default`` -> the shipped RM folder; a short name, folder or hub id -> where it loads from."""
+    """``default`` (or another shipped RM's short name, ``SHIPPED_RMS``) -> its folder; a short name,
+    folder or hub id -> where it loads from."""
     from codescaler.models import check_hub_model, resolve_model
 
-    if model == DEFAULT_MODEL:
-        path = default_rm_path()
-        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+    if model in SHIPPED_RMS:
+        path = default_rm_path(model)
+        if not any((path / name).is_file() for name in ("config.json", "adapter_config.json", "codescaler.json")):
             raise InputError(
-                f"the default reward model is not shipped in this build ({path} is missing)",
+                f"the {model!r} reward model is not shipped in this build ({path} is missing)",
                 field="model",
                 fix="pass a trained checkpoint with --rm PATH (train one with `codescaler train`), "
                 "or a hub reward model such as Skywork/Skywork-Reward-V2-Qwen3-0.6B",
@@ -230,6 +236,7 @@ class Scorer:
                              field="head.features", fix="retrain the head with `codescaler train --head`")
         extractor = FeatureExtractor.load(spec, device=device, dtype=dtype, batch_size=batch_size,
                                           prefix_sharing=prefix_sharing)
+        extractor.rm_scorers()  # stacked RMs load now (and a wrong one is refused now), not at the first score
         logger.info("loaded RM %s (%s head over %d features of %s, %s)", name, head.kind, len(head.columns),
                     spec.backbone, next(extractor.model.parameters()).dtype)
         return cls(extractor.model, extractor.tokenizer, meta, name=name, batch_size=batch_size,

@@ -158,6 +158,10 @@ def add_head_flags(p: argparse.ArgumentParser) -> None:
                    help="--head: feature groups (likelihood, facts, h24.last ...) or columns (lp_mean) whose "
                         "weights are not penalised, so a strongly regularised head falls back to them")
     p.add_argument("--folds", type=int, default=5, help="--head: cross-validation folds, grouped by problem")
+    p.add_argument("--stack", nargs="+", default=None, metavar="RM",
+                   help="--head: stack these RM checkpoints' raw scores with the head (e.g. default, the LoRA "
+                        "RM); the stacking weights are fitted on --eval-pairs, which must be held out from "
+                        "every stacked RM's training")
 
 
 def head_settings(args: argparse.Namespace, command: str = "") -> Any:
@@ -183,7 +187,7 @@ def head_settings(args: argparse.Namespace, command: str = "") -> Any:
         likelihood=args.likelihood, without_problem=args.without_problem, facts=args.facts,
         max_length=args.max_length or DEFAULT_MAX_LENGTH, extract_mode=ExtractMode(args.extract_mode),
         eval_pairs=getattr(args, "eval_pairs", None), cache_dir=args.cache_dir, head=head,
-        batch_size=args.batch_size, dtype=args.dtype, command=command)
+        batch_size=args.batch_size, dtype=args.dtype, command=command, stack=tuple(getattr(args, "stack", None) or ()))
 
 
 def feature_progress() -> tuple[Any, Any, Any]:
@@ -225,8 +229,12 @@ def run_head_training(args: argparse.Namespace, command: str) -> int:
     report = manifest["head"]
     cv = report.get("cv_accuracy")
     held = report.get("heldout_accuracy")
+    stacked = report.get("stack")
+    extra = "" if not stacked else (f"; stacked with {', '.join(stacked['columns'][1:])} on {stacked['heldout_pairs']}"
+                                    f" held-out pairs, CV accuracy "
+                                    f"{'n/a' if stacked['cv_accuracy'] is None else format(stacked['cv_accuracy'], '.3f')}")
     print(f"saved {saved} ({report['kind']} head, {report['pairs']} pairs; CV accuracy "
-          f"{'n/a' if cv is None else f'{cv:.3f}'}, held-out {'n/a' if held is None else f'{held:.3f}'})")
+          f"{'n/a' if cv is None else f'{cv:.3f}'}, held-out {'n/a' if held is None else f'{held:.3f}'}{extra})")
     return 0
 
 
