@@ -200,14 +200,21 @@ def analyse(a: Any) -> int:
         base_c, base_r = np.asarray(f(vc), dtype=np.float32), np.asarray(f(vr), dtype=np.float32)
         report[name] = {"val": pairwise_accuracy(base_c, base_r)}
         split(name, base_c, base_r)
-        scorers[name] = (lambda g: (lambda p, c: np.asarray(g(cache.get(list(p), list(c))), dtype=np.float32)))(f)
-        for with_length in (False, True):
+        def plain(p: Any, c: Any, g: Any = f) -> Any:
+            return np.asarray(g(cache.get(list(p), list(c))), dtype=np.float32)
+        scorers[name] = plain
+        # variants: + code length as a third column; weights fitted on the real-sample validation pairs only
+        for with_length, subset in ((False, "all"), (True, "all"), (False, "real")):
+            keep = ~vmut if subset == "real" else np.ones(len(val), dtype=bool)
             extra_c = [vc[:, length]] if with_length else []
             extra_r = [vr[:, length]] if with_length else []
             cols = ["level1", "rm"] + (["log_chars"] if with_length else [])
-            stack = fit_head(np.column_stack([base_c, rc, *extra_c]), np.column_stack([base_r, rr, *extra_r]),
-                             vgroups, cols, HeadSettings(kind="linear", seed=a.seed, folds=5))
-            label = f"stack({name} + {a.scorer}{' + length' if with_length else ''})"
+            stack = fit_head(np.column_stack([base_c, rc, *extra_c])[keep],
+                             np.column_stack([base_r, rr, *extra_r])[keep],
+                             [g for g, k in zip(vgroups, keep, strict=True) if k], cols,
+                             HeadSettings(kind="linear", seed=a.seed, folds=5))
+            label = (f"stack({name} + {a.scorer}{' + length' if with_length else ''}"
+                     f"{', fitted on real-sample val pairs' if subset == 'real' else ''})")
             report[label] = {"val_cv": stack.report.get("cv_accuracy"), "weights": stack.params["w"].tolist()}
 
             def fn(p: Any, c: Any, g: Any = f, st: Any = stack, wl: bool = with_length) -> Any:
@@ -221,8 +228,10 @@ def analyse(a: Any) -> int:
         label = f"z-sum({name} + {a.scorer})"
         report[label] = {"val": pairwise_accuracy((base_c - mu[0]) / sd[0] + (rc - mu[1]) / sd[1],
                                                   (base_r - mu[0]) / sd[0] + (rr - mu[1]) / sd[1])}
-        scorers[label] = (lambda g, m, s_: (lambda p, c: (np.asarray(g(cache.get(list(p), list(c))), dtype=np.float32)
-                                                          - m[0]) / s_[0] + (lora(p, c) - m[1]) / s_[1]))(f, mu, sd)
+        def zsum(p: Any, c: Any, g: Any = f, m: Any = mu, s_: Any = sd) -> Any:
+            own = np.asarray(g(cache.get(list(p), list(c))), dtype=np.float32)
+            return (own - m[0]) / s_[0] + (lora(p, c) - m[1]) / s_[1]
+        scorers[label] = zsum
     scorers["longer code wins"] = lambda p, c: cache.get(list(p), list(c))[:, length]
     scorers["shorter code wins"] = lambda p, c: -cache.get(list(p), list(c))[:, length]
     report.setdefault("longer code wins", {})["val"] = pairwise_accuracy(vc[:, length], vr[:, length])
