@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from codescaler.feature_cache import FeatureCache
     from codescaler.head_training import HeadTrainSettings, LazyExtractor, spec_for
-    from codescaler.records import ExtractMode
+    from rm_features_eval import set_modes
 
     out = a.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -163,9 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.sets:
         kind, loaded = eval_items(name, out)
         sets[name] = (kind, loaded[: a.limit] if a.limit else loaded)
-        modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if name.startswith("rm-bench") else [ExtractMode.STRICT]
         start = len(items)
-        for mode in modes:
+        for mode, _suffix in set_modes(kind):
             items += eval_texts(*sets[name], mode)
         set_ranges.append((start, len(items)))
     prompts, codes = [p for p, _ in items], [c for _, c in items]

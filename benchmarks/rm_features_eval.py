@@ -62,6 +62,42 @@ def _columns(groups_of: dict[str, list[str]], names: list[str], groups: list[str
     return [index[c] for g in groups for c in groups_of[g]]
 
 
+def free_of(options: Any, groups_of: dict[str, list[str]]) -> tuple[str, ...]:
+    """The unpenalised columns a config's options name ("free": every likelihood column, "free-lp": lp_mean)."""
+    if "free" in options:
+        return tuple(groups_of["likelihood"])
+    return ("lp_mean",) if "free-lp" in options else ()
+
+
+def set_modes(kind: str) -> list[tuple[Any, str]]:
+    """(extraction mode, label suffix) of an evaluation set: RM-Bench both ways, pair sets strict."""
+    from codescaler.records import ExtractMode
+
+    if kind == "rm-bench":
+        return [(mode, f" ({mode.value})") for mode in (ExtractMode.STRICT, ExtractMode.LENIENT)]
+    return [(ExtractMode.STRICT, "")]
+
+
+def evaluate_sets(sets: dict[str, tuple[str, Any]], scorers: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every scorer on every set (and extraction mode): {scorer: {set label: result}}; a scorer whose
+    rows of a set are missing (a run cut short: ``KeyError``) has no entry for that set."""
+    from codescaler.bench import pairwise
+
+    out: dict[str, dict[str, Any]] = {name: {} for name in scorers}
+    for set_name, (kind, items) in sets.items():
+        for mode, suffix in set_modes(kind):
+            for name, fn in scorers.items():
+                try:
+                    if kind == "pairs":
+                        result = pairwise.evaluate_pairs(items, fn, extract_mode=mode)
+                    else:
+                        result = pairwise.evaluate_rm_bench(items, fn, input_mode="code", extract_mode=mode)
+                except KeyError:
+                    continue
+                out[name][set_name + suffix] = result
+    return out
+
+
 def _set_figure(result: dict[str, Any]) -> float:
     return result["accuracy"] if "accuracy" in result else result["average"]
 
@@ -69,9 +105,7 @@ def _set_figure(result: dict[str, Any]) -> float:
 def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, tuple[str, Any]],
                   sources: dict[str, str], out: Path, stats: dict[str, Any], *, ship: Path | None,
                   seed: int, checkpoints: tuple[str, ...] = (), limit: int | None = None) -> dict[str, Any]:
-    from codescaler.bench import pairwise
     from codescaler.heads import HeadSettings, fit_head, pairwise_accuracy
-    from codescaler.records import ExtractMode
 
     spec = cache.spec
     names = spec.names()
@@ -97,7 +131,7 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
                "balanced": _length_balanced(train, seed), "dedup": _deduplicated(train)}
     for name, (col_groups, kind, subset, *options) in CONFIGS.items():
         cols = _columns(groups_of, names, col_groups)
-        free = tuple(groups_of["likelihood"]) if "free" in options else ("lp_mean",) if "free-lp" in options else ()
+        free = free_of(options, groups_of)
         keep = subsets[subset]
         if keep.sum() < 10:
             continue
@@ -129,19 +163,8 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
     for spec_name in checkpoints:  # checkpoints scored by their own forward passes (e.g. the LoRA RM)
         rows[f"checkpoint {spec_name}"] = {"kind": "checkpoint",
                                            **_checkpoint_results(spec_name, sets, out, limit)}
-    for set_name, (kind, items) in sets.items():
-        modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if kind == "rm-bench" else [ExtractMode.STRICT]
-        for mode in modes:
-            label = set_name + (f" ({mode.value})" if kind == "rm-bench" else "")
-            for name, fn in scorers.items():
-                try:
-                    if kind == "pairs":
-                        result = pairwise.evaluate_pairs(items, fn, extract_mode=mode)
-                    else:
-                        result = pairwise.evaluate_rm_bench(items, fn, input_mode="code", extract_mode=mode)
-                except KeyError:
-                    continue  # features of this set not computed (a run cut short)
-                rows[name][label] = result
+    for name, results in evaluate_sets(sets, scorers).items():
+        rows[name].update(results)
     report = {"features": stats, "spec": spec.to_dict(), "train_pairs": len(train), "rows": rows,
               "train_sources": _source_counts(train, sources)}
     (out / "ablations.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
@@ -162,15 +185,13 @@ def _checkpoint_results(spec: str, sets: dict[str, tuple[str, Any]], out: Path,
                         limit: int | None) -> dict[str, Any]:
     """Results of a checkpoint (``rm_heldout``'s scorer specs) on the same items; kept per set in
     ``out`` so a rerun does not score again (the file name carries the subset size)."""
-    from codescaler.records import ExtractMode
     from rm_heldout import evaluate_cached, make_scorer
 
     results: dict[str, Any] = {}
     scorer = functools.cache(functools.partial(make_scorer, spec))  # loaded on first use
     for set_name, (kind, items) in sets.items():
-        modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if kind == "rm-bench" else [ExtractMode.STRICT]
-        for mode in modes:
-            label = set_name + (f" ({mode.value})" if kind == "rm-bench" else "")
+        for mode, suffix in set_modes(kind):
+            label = set_name + suffix
             path = out / f"checkpoint.{spec.replace(':', '_').replace('/', '_')}.{label.replace(' ', '')}" \
                          f".first{limit or 'all'}.json"
             results[label] = evaluate_cached(path, kind, items, scorer, input_mode="code", extract_mode=mode)
@@ -226,15 +247,9 @@ def render(rows: dict[str, dict[str, Any]], set_names: list[str], sets: dict[str
 
 
 def _ship(target: Path, head: Any, spec: Any, name: str, report: dict[str, Any], train: list[Any]) -> None:
-    from codescaler.features import FeatureSpec
     from codescaler.head_training import save_head_checkpoint
 
-    groups = sorted({c.rsplit(".", 1)[0] for c in head.columns if c.startswith("h")})
-    layers = tuple(sorted({int(g[1:].split(".")[0]) for g in groups}))
-    pooling = tuple(p for p in ("last", "mean") if any(g.endswith(p) for g in groups))
-    sub = FeatureSpec(**{**spec.to_dict(), "layers": layers, "pooling": pooling if layers else (),
-                         "likelihood": "lp_mean" in head.columns, "facts": "log_chars" in head.columns})
-    assert sub.names() == head.columns, "shipped head columns must be a computable spec"
+    sub = sub_spec(spec, head.columns)
     figures = {f"{label}, {v.get('n')} pairs/prompts": f"{100 * _set_figure(v):.1f}%"
                for label, v in report["rows"][name].items() if isinstance(v, dict)}
     manifest = {"data": {"train_pairs": len(train), "train_problems": len({ex.group for ex in train}),
@@ -243,9 +258,26 @@ def _ship(target: Path, head: Any, spec: Any, name: str, report: dict[str, Any],
                 "features_throughput": report["features"],
                 "reproduce": "python benchmarks/rm_features.py --ship " + str(target)}
     save_head_checkpoint(target, head, sub, manifest)
-    # The shipped default names a backbone the set-up rebuilds offline, tokenizer included: do not commit
-    # a second copy of its tokenizer (11 MB); a head trained by a user keeps its tokenizer files.
+    drop_tokenizer_files(target)
+    print(f"shipped {name!r} to {target}")
+
+
+def sub_spec(spec: Any, columns: list[str]) -> Any:
+    """The part of ``spec`` that computes exactly ``columns`` (a head fitted on some column groups)."""
+    from codescaler.features import FeatureSpec
+
+    groups = sorted({c.rsplit(".", 1)[0] for c in columns if c.startswith("h")})
+    layers = tuple(sorted({int(g[1:].split(".")[0]) for g in groups}))
+    pooling = tuple(p for p in ("last", "mean") if any(g.endswith(p) for g in groups))
+    sub = FeatureSpec(**{**spec.to_dict(), "layers": layers, "pooling": pooling if layers else (),
+                         "likelihood": "lp_mean" in columns, "facts": "log_chars" in columns})
+    assert sub.names() == list(columns), "shipped head columns must be a computable spec"
+    return sub
+
+
+def drop_tokenizer_files(target: Path) -> None:
+    """A shipped checkpoint names a backbone the set-up rebuilds offline, tokenizer included: do not commit
+    a second copy of its tokenizer (11 MB); a head trained by a user keeps its tokenizer files."""
     for path in target.iterdir():
         if path.name.startswith(("tokenizer", "vocab", "merges", "special_tokens", "chat_template", "added_tokens")):
             path.unlink()
-    print(f"shipped {name!r} to {target}")

@@ -64,25 +64,43 @@ class ScoreFile:
         return [self.scores[item_key(p, c)] for p, c in zip(prompts, codes, strict=True)]
 
 
-def parts_items(parts: list[str], a: Any) -> dict[str, list[tuple[str, str]]]:
-    from codescaler.records import ExtractMode
-    from rm_features import eval_items, eval_texts, sample_pairs, source_of_tasks
+def sampled_pairs(a: Any) -> tuple[list[Any], list[Any], dict[str, str]]:
+    """(TRAIN pairs, validation pairs, source of each task): the sampling of benchmarks/rm_features.py."""
+    from rm_features import sample_pairs, source_of_tasks
 
     sources = source_of_tasks(a.raw)
+    override = {k: int(v) for k, _, v in (s.partition("=") for s in a.source_pairs)}
+    return (sample_pairs(a.train_pairs, a.per_source, a.seed, sources, override),
+            sample_pairs(a.val_pairs, a.val_per_source, a.seed, sources), sources)
+
+
+def eval_sets(parts: list[str], a: Any) -> dict[str, tuple[str, Any]]:
+    """The evaluation sets among ``parts`` (first ``--limit`` items each; 0 = all)."""
+    from rm_features import eval_items
+
+    out = {}
+    for part in parts:
+        if part not in ("train", "val"):
+            kind, loaded = eval_items(part, a.work)
+            out[part] = (kind, loaded[: a.limit] if a.limit else loaded)
+    return out
+
+
+def parts_items(parts: list[str], a: Any) -> dict[str, list[tuple[str, str]]]:
+    from rm_features import eval_texts
+    from rm_features_eval import set_modes
+
+    train, val, _ = sampled_pairs(a) if {"train", "val"} & set(parts) else ([], [], {})
+    sets = eval_sets(parts, a)
     out: dict[str, list[tuple[str, str]]] = {}
     for part in parts:
         items: list[tuple[str, str]] = []
         if part in ("train", "val"):
-            override = {k: int(v) for k, _, v in (s.partition("=") for s in a.source_pairs)}
-            pairs = sample_pairs(a.train_pairs, a.per_source, a.seed, sources, override) if part == "train" \
-                else sample_pairs(a.val_pairs, a.val_per_source, a.seed, sources)
-            for ex in pairs:
+            for ex in train if part == "train" else val:
                 items += [(ex.prompt, ex.chosen_code), (ex.prompt, ex.rejected_code)]
         else:
-            kind, loaded = eval_items(part, a.work)
-            loaded = loaded[: a.limit] if a.limit else loaded
-            modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if part.startswith("rm-bench") else [ExtractMode.STRICT]
-            for mode in modes:
+            kind, loaded = sets[part]
+            for mode, _suffix in set_modes(kind):
                 items += eval_texts(kind, loaded, mode)
         out[part] = items
     return out
@@ -141,19 +159,14 @@ def _head_fn(head: Any, cols: list[int]) -> Any:
 def analyse(a: Any) -> int:
     import numpy as np
 
-    from codescaler.bench import pairwise
     from codescaler.feature_cache import FeatureCache
     from codescaler.head_training import HeadTrainSettings, LazyExtractor, spec_for
     from codescaler.heads import HeadSettings, fit_head, pairwise_accuracy
-    from codescaler.records import ExtractMode
-    from rm_features import LAYERS, eval_items, sample_pairs, source_of_tasks
-    from rm_features_eval import CONFIGS, _columns
+    from rm_features import LAYERS
+    from rm_features_eval import CONFIGS, _columns, evaluate_sets, free_of
 
     store = ScoreFile(a.output_dir / f"scores.{a.scorer.replace(':', '_').replace('/', '_')}.jsonl")
-    sources = source_of_tasks(a.raw)
-    override = {k: int(v) for k, _, v in (s.partition("=") for s in a.source_pairs)}
-    train = sample_pairs(a.train_pairs, a.per_source, a.seed, sources, override)
-    val = sample_pairs(a.val_pairs, a.val_per_source, a.seed, sources)
+    train, val, sources = sampled_pairs(a)
     settings = HeadTrainSettings(pairs=(a.train_pairs,), output=a.output_dir, layers=LAYERS, max_length=768)
     lazy = LazyExtractor(settings.backbone, lambda w, sha: spec_for(settings, hidden_size=w, sha256=sha),
                          batch_size=8, dtype=None)
@@ -174,9 +187,8 @@ def analyse(a: Any) -> int:
     for name in BASE_HEADS:
         col_groups, kind, _subset, *options = CONFIGS[name]
         cols = _columns(groups_of, names, col_groups)
-        free = tuple(groups_of["likelihood"]) if "free" in options else ("lp_mean",) if "free-lp" in options else ()
         head = fit_head(xc[:, cols], xr[:, cols], [ex.group for ex in train], [names[c] for c in cols],
-                        HeadSettings(kind=kind, seed=a.seed, folds=5, free=free))
+                        HeadSettings(kind=kind, seed=a.seed, folds=5, free=free_of(options, groups_of)))
         level1[name] = _head_fn(head, cols)
         heads[name] = (head, cols)
     scorers: dict[str, Any] = {}
@@ -238,25 +250,14 @@ def analyse(a: Any) -> int:
     report.setdefault("shorter code wins", {})["val"] = pairwise_accuracy(-vc[:, length], -vr[:, length])
     split("longer code wins", vc[:, length], vr[:, length])
     split("shorter code wins", -vc[:, length], -vr[:, length])
-    labels = ["val mutant", "val real"]
-    for part in a.parts:
-        if part in ("train", "val"):
-            continue
-        kind, loaded = eval_items(part, a.work)
-        loaded = loaded[: a.limit] if a.limit else loaded
-        modes = [ExtractMode.STRICT, ExtractMode.LENIENT] if kind == "rm-bench" else [ExtractMode.STRICT]
-        for mode in modes:
-            label = part + (f" ({mode.value})" if kind == "rm-bench" else "")
-            labels.append(label)
-            for name, fn in scorers.items():
-                try:
-                    if kind == "pairs":
-                        res = pairwise.evaluate_pairs(loaded, fn, extract_mode=mode)
-                    else:
-                        res = pairwise.evaluate_rm_bench(loaded, fn, input_mode="code", extract_mode=mode)
-                except KeyError:
-                    continue
-                report.setdefault(name, {})[label] = res.get("accuracy", res.get("average"))
+    from rm_features_eval import set_modes
+
+    sets = eval_sets(a.parts, a)
+    labels = ["val mutant", "val real"] + [part + suffix for part, (kind, _) in sets.items()
+                                           for _mode, suffix in set_modes(kind)]
+    for name, results in evaluate_sets(sets, scorers).items():
+        for label, res in results.items():
+            report.setdefault(name, {})[label] = res.get("accuracy", res.get("average"))
     lines = ["| scorer | val | val CV | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
     for name, row in report.items():
         cells = [f"{100 * row[k]:.1f}" if isinstance(row.get(k), float) else "" for k in ("val", "val_cv")]
@@ -276,18 +277,12 @@ def analyse(a: Any) -> int:
 
 def ship(a: Any, name: str, level1: Any, cache: Any, train: list[Any], val: list[Any], vgroups: list[str],
          member_scores: Any, report: dict[str, Any]) -> None:
-    from codescaler.features import FeatureSpec
     from codescaler.head_training import DEFAULT_L2_GRID, PairRows, save_head_checkpoint, stack_head
     from codescaler.heads import HeadSettings
+    from rm_features_eval import drop_tokenizer_files, sub_spec
 
     head, cols = level1
-    spec = cache.spec
-    groups = sorted({c.rsplit(".", 1)[0] for c in head.columns if c.startswith("h")})
-    layers = tuple(sorted({int(g[1:].split(".")[0]) for g in groups}))
-    pooling = tuple(p for p in ("last", "mean") if any(g.endswith(p) for g in groups))
-    sub = FeatureSpec(**{**spec.to_dict(), "layers": layers, "pooling": pooling if layers else (),
-                         "likelihood": "lp_mean" in head.columns, "facts": "log_chars" in head.columns})
-    assert sub.names() == head.columns
+    sub = sub_spec(cache.spec, head.columns)
     vp = [ex.prompt for ex in val]
     rows = PairRows(cache.get(vp, [ex.chosen_code for ex in val])[:, cols],
                     cache.get(vp, [ex.rejected_code for ex in val])[:, cols], vgroups, head.columns)
@@ -302,9 +297,7 @@ def ship(a: Any, name: str, level1: Any, cache: Any, train: list[Any], val: list
                 "ablation": label, "heldout_figures": figures, "head": stacked.report,
                 "reproduce": "python benchmarks/rm_stack.py --analyse --ship " + str(a.ship)}
     save_head_checkpoint(a.ship, stacked, stacked_spec, manifest)
-    for path in a.ship.iterdir():  # the tokenizer comes with the backbone from the set-up (as feature_head_rm)
-        if path.name.startswith(("tokenizer", "vocab", "merges", "special_tokens", "chat_template", "added_tokens")):
-            path.unlink()
+    drop_tokenizer_files(a.ship)
     print(f"shipped {label!r} to {a.ship}; weights {stacked.report['stack']['weights']}, "
           f"stack CV {stacked.report['stack']['cv_accuracy']}")
 

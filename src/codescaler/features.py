@@ -68,8 +68,7 @@ class FeatureExtractor:
     """A loaded causal LM that turns (problem, code) into feature rows (module contract)."""
 
     def __init__(self, model: Any, tokenizer: Any, spec: FeatureSpec, *, batch_size: int = 8,
-                 prefix_sharing: bool = True, rm_scorers: Sequence[Any] | None = None) -> None:
-        """``rm_scorers``: loaded Scorers of ``spec.rm_scores`` (else loaded, and checked, on first use)."""
+                 prefix_sharing: bool = True) -> None:
         import inspect
 
         self.model = model.eval()
@@ -96,9 +95,7 @@ class FeatureExtractor:
         # Without likelihood features nothing past the deepest requested layer is needed: stop there.
         self._stop = n_layers if spec.likelihood else max(spec.deepest_layer, 1)
         self._n_layers = n_layers
-        if rm_scorers is not None and len(rm_scorers) != len(spec.rm_scores):
-            raise ValueError("one loaded scorer per spec.rm_scores entry")  # our fault
-        self._rm_scorers: list[Any] | None = list(rm_scorers) if rm_scorers is not None else None
+        self._rm_scorers: list[Any] | None = None
 
     def rm_scorers(self) -> list[Any]:
         """The stacked RMs of ``spec.rm_scores``, loaded once; each refused unless its weights are the spec's."""

@@ -253,11 +253,10 @@ def stack_head(level1: Head, spec: FeatureSpec, members: Sequence[str], held: Se
     top = fit_head(xc, xr, rows.groups, columns, settings)
     stacked_spec = replace(spec, rm_scores=tuple(members), rm_scores_sha256=tuple(shas))
     head = compose_stack(level1, top)
-    head.report = {**level1.report, "stack": {"columns": columns, "weights": top.params["w"].tolist(),
-                                              "l2": top.l2, "heldout_pairs": len(held),
-                                              "cv_accuracy": top.report.get("cv_accuracy"),
-                                              "member_accuracy": {c: pairwise_accuracy(mc[:, i], mr[:, i])
-                                                                  for i, c in enumerate(columns[1:])}}}
+    head.report["stack"] = {"columns": columns, "weights": top.params["w"].tolist(), "l2": top.l2,
+                            "heldout_pairs": len(held), "cv_accuracy": top.report.get("cv_accuracy"),
+                            "member_accuracy": {c: pairwise_accuracy(mc[:, i], mr[:, i])
+                                                for i, c in enumerate(columns[1:])}}
     if head.columns != stacked_spec.names():
         raise ValueError("stacked head columns differ from the stacked spec's")  # our fault
     return head, stacked_spec

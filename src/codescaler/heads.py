@@ -109,7 +109,8 @@ def compose_stack(level1: Head, stack: Head) -> Head:
     level1's score and whose other columns are further features (e.g. ``rm:default``, another RM's raw
     score). The result is a linear head over ``level1.columns + stack.columns[1:]`` that scores exactly
     what the two-level computation scores (the constant from level1's standardisation is folded into
-    the mean of the first column with a nonzero weight), so it loads and scores like any head.
+    the mean of the first column with a nonzero weight), so it loads and scores like any head. Its report
+    is level1's; the caller records the stack's own figures.
     """
     import torch
 
@@ -124,10 +125,8 @@ def compose_stack(level1: Head, stack: Head) -> Head:
     if offset and nonzero:
         i = nonzero[-1]
         mean[i] = mean[i] - offset * float(std[i]) / float(w[i])
-    report = {**stack.report, "stack": {"level1": level1.report, "weights": stack.params["w"].tolist(),
-                                        "columns": list(stack.columns)}}
     return Head("linear", list(level1.columns) + list(stack.columns[1:]), mean, std, {"w": w},
-                l2=stack.l2, report=report)
+                l2=stack.l2, report=dict(level1.report))
 
 
 def pairwise_accuracy(chosen: Any, rejected: Any) -> float:
