@@ -357,6 +357,8 @@ def test_a_head_stacked_with_an_rm_trains_loads_scores_and_refuses_other_member_
     base = FeatureExtractor(extractor.model, extractor.tokenizer, spec.without_rm_scores()).compute([PROBLEMS[0]] * 3, codes)
     expected = head.score(np.column_stack([base, member_scorer.score_codes([PROBLEMS[0]] * 3, codes)]))
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)   # backbone features + the member's own score
+    members = Scorer.load(str(out), dtype="bfloat16")._features[0].rm_scorers()
+    assert next(members[0].model.parameters()).dtype == torch.bfloat16     # --dtype reaches the stacked members
 
     (member / "model.safetensors").write_bytes((member / "model.safetensors").read_bytes() + b" ")
     items = tmp_path / "items.jsonl"

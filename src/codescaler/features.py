@@ -98,9 +98,12 @@ class FeatureExtractor:
         self._rm_scorers: list[Any] | None = None
 
     def rm_scorers(self) -> list[Any]:
-        """The stacked RMs of ``spec.rm_scores``, loaded once; each refused unless its weights are the spec's."""
+        """The stacked RMs of ``spec.rm_scores``, loaded once in the backbone's dtype (so ``--dtype`` reaches
+        every member); each refused unless its weights are the spec's."""
         if self._rm_scorers is None:
-            self._rm_scorers = [load_stacked_rm(name, sha, device=str(self.device), batch_size=self.batch_size)
+            dtype = next(self.model.parameters()).dtype
+            self._rm_scorers = [load_stacked_rm(name, sha, device=str(self.device), dtype=dtype,
+                                                batch_size=self.batch_size)
                                 for name, sha in zip(self.spec.rm_scores, self.spec.rm_scores_sha256, strict=True)]
         return self._rm_scorers
 
@@ -297,7 +300,8 @@ def _likelihood_stats(pair: tuple[Any, Any]) -> list[float]:
             float(ent.mean()), float((lp < -3.0).float().mean()), math.log1p(n)]
 
 
-def load_stacked_rm(name: str, sha256: str, *, device: str | None = None, batch_size: int = 8) -> Any:
+def load_stacked_rm(name: str, sha256: str, *, device: str | None = None, dtype: Any = None,
+                    batch_size: int = 8) -> Any:
     """A stacked RM's Scorer, refused with one line when its weight files are not the ones a head was fitted on."""
     from codescaler.feature_backbone import weights_sha256
     from codescaler.scorer import Scorer, resolve_checkpoint
@@ -309,7 +313,7 @@ def load_stacked_rm(name: str, sha256: str, *, device: str | None = None, batch_
             raise InputError(f"stacked RM {name!r} has weights {found[:12]}…, the head was fitted on "
                              f"{sha256[:12]}…", field="features.rm_scores_sha256",
                              fix="pass the checkpoint the head was stacked on, or refit the stack on this one")
-    return Scorer.load(name, device=device, batch_size=batch_size)
+    return Scorer.load(name, device=device, dtype=dtype, batch_size=batch_size)
 
 
 def _shared_prefix(spans: list[tuple[list[int], int, int]]) -> int:
