@@ -163,7 +163,7 @@ def analyse(a: Any) -> int:
     from codescaler.head_training import HeadTrainSettings, LazyExtractor, spec_for
     from codescaler.heads import HeadSettings, fit_head, pairwise_accuracy
     from rm_features import LAYERS
-    from rm_features_eval import CONFIGS, _columns, evaluate_sets, free_of
+    from rm_features_eval import CONFIGS, _columns, _set_figure, evaluate_sets, free_of, set_modes
 
     store = ScoreFile(a.output_dir / f"scores.{a.scorer.replace(':', '_').replace('/', '_')}.jsonl")
     train, val, sources = sampled_pairs(a)
@@ -250,14 +250,12 @@ def analyse(a: Any) -> int:
     report.setdefault("shorter code wins", {})["val"] = pairwise_accuracy(-vc[:, length], -vr[:, length])
     split("longer code wins", vc[:, length], vr[:, length])
     split("shorter code wins", -vc[:, length], -vr[:, length])
-    from rm_features_eval import set_modes
-
     sets = eval_sets(a.parts, a)
     labels = ["val mutant", "val real"] + [part + suffix for part, (kind, _) in sets.items()
                                            for _mode, suffix in set_modes(kind)]
     for name, results in evaluate_sets(sets, scorers).items():
         for label, res in results.items():
-            report.setdefault(name, {})[label] = res.get("accuracy", res.get("average"))
+            report.setdefault(name, {})[label] = _set_figure(res)
     lines = ["| scorer | val | val CV | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
     for name, row in report.items():
         cells = [f"{100 * row[k]:.1f}" if isinstance(row.get(k), float) else "" for k in ("val", "val_cv")]

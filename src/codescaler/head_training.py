@@ -200,7 +200,7 @@ def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | No
         t0 = time.monotonic()
         assert heldout is not None  # validate() requires eval_pairs
         head, spec = stack_head(head, spec, settings.stack, held, heldout, replace(settings.head, free=(), l2_grid=DEFAULT_L2_GRID),
-                                batch_size=settings.batch_size)
+                                batch_size=settings.batch_size, dtype=settings.dtype)
         times["stack"] = time.monotonic() - t0
     manifest = {
         "data": {"pairs": {str(p): file_sha256(p) for p in settings.pairs}, "counts": counts,
@@ -218,12 +218,14 @@ def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | No
 
 
 def stack_head(level1: Head, spec: FeatureSpec, members: Sequence[str], held: Sequence[Any], rows: PairRows,
-               settings: HeadSettings, *, batch_size: int = 8, member_scores: Any = None) -> tuple[Head, FeatureSpec]:
+               settings: HeadSettings, *, batch_size: int = 8, dtype: str | None = None,
+               member_scores: Any = None) -> tuple[Head, FeatureSpec]:
     """Stack ``level1`` with the raw scores of RM checkpoints ``members``: a linear Bradley-Terry head
     over [level1's score, each member's score], fitted on the held-out pairs ``held`` (L2 by
     cross-validation grouped by problem, reported as the stack's ``cv_accuracy``), composed into one
     linear head over ``spec`` + ``rm_scores``. ``member_scores``: (chosen, rejected) arrays of the
-    members' raw scores when already computed (else each member scores the held-out programs now)."""
+    members' raw scores when already computed (else each member scores the held-out programs now, loaded in
+    ``dtype``: the backbone's, as the stacked checkpoint will load it)."""
     import numpy as np
 
     from codescaler.feature_backbone import weights_sha256
@@ -241,7 +243,7 @@ def stack_head(level1: Head, spec: FeatureSpec, members: Sequence[str], held: Se
         prompts = [ex.prompt for ex in held]
         chosen, rejected = [], []
         for name, sha in zip(members, shas, strict=True):
-            scorer = load_stacked_rm(name, sha, batch_size=batch_size)
+            scorer = load_stacked_rm(name, sha, dtype=dtype, batch_size=batch_size)
             chosen.append(scorer.score_codes(prompts, [ex.chosen_code for ex in held]))
             rejected.append(scorer.score_codes(prompts, [ex.rejected_code for ex in held]))
             del scorer
