@@ -205,3 +205,56 @@ def test_target_device_names_the_device_a_model_runs_on_and_samplers_share_the_d
     assert _resolve_dtype("fp32", "cpu") == torch.float32 and _resolve_dtype("auto", "cpu") == torch.bfloat16
     with pytest.raises(InputError, match="unknown dtype 'int3'.*use auto, float32, bfloat16 or float16"):
         _resolve_dtype("int3", "cpu")
+
+
+def test_a_head_rm_with_likelihood_features_gives_the_logprob_strategy_from_its_own_pass(
+        toy: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--rm`` a head checkpoint on the log-prob model's weights: the ``logprob`` values of the programs
+    its max length does not cut come from the RM's pass (no second forward), equal to the log-prob
+    scorer's; the cut ones get the log-prob scorer's own pass."""
+    import torch
+
+    from codescaler.bench.baselines import LogProbScorer
+    from codescaler.extract import item_program
+    from codescaler.feature_backbone import weights_sha256
+    from codescaler.feature_spec import FeatureSpec
+    from codescaler.features import FeatureExtractor, load_backbone
+    from codescaler.head_training import save_head_checkpoint
+    from codescaler.heads import Head
+    from codescaler.rm_checkpoint import rm_input_length
+
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+    lm = build_tiny_model(tmp_path / "lm", arch="qwen2", kind="causal", seed=5)
+    problems = {p.task_id: p for p in data.read_problems(toy["problems"])}
+    cands = data.read_candidates(toy["candidates"])
+    programs = [item_program(candidate_item(problems[c.task_id], c)) for c in cands]
+    net, tokenizer, sha = load_backbone(str(lm), dtype="float32")
+    probe = FeatureExtractor(net, tokenizer, FeatureSpec(backbone=str(lm), backbone_sha256=sha, hidden_size=32,
+                                                         max_length=4096, layers=(1,)))
+    lengths = sorted({rm_input_length(tokenizer, problems[c.task_id].prompt, p, probe.meta)
+                      for c, p in zip(cands, programs, strict=True) if p is not None})
+    limit = lengths[len(lengths) // 2]       # about half the programs fit, the longer ones are cut
+    spec = FeatureSpec(backbone=str(lm), backbone_sha256=weights_sha256(lm), hidden_size=32, max_length=limit,
+                       layers=(1,))
+    columns = list(spec.names())
+    head = Head(kind="linear", columns=columns, mean=torch.zeros(len(columns)), std=torch.ones(len(columns)),
+                params={"w": torch.linspace(-1, 1, len(columns))})
+    rm = save_head_checkpoint(tmp_path / "rm", head, spec, manifest={})
+    settings = BonSettings(problems=toy["problems"], candidates=toy["candidates"], verdicts=toy["verdicts"],
+                           output_dir=tmp_path / "out", n_values=(6,), seeds=2, workers=2, model=str(rm),
+                           strategies=(Strategy.RM, Strategy.LOGPROB), logprob_model=str(lm), dtype="float32")
+    done = run_bon(settings)
+
+    fits = [p is not None and rm_input_length(tokenizer, problems[c.task_id].prompt, p, probe.meta) <= limit
+            for c, p in zip(cands, programs, strict=True)]
+    assert 0 < sum(fits) < sum(p is not None for p in programs)
+    cache = next((tmp_path / "out").glob("logprob-*.jsonl"))
+    rows = {(r["task_id"], r["candidate_id"]): r for r in map(json.loads, cache.read_text().splitlines())}
+    assert len(rows) == len(cands)
+    assert [bool(rows[(c.task_id, c.candidate_id)].get("from_rm_pass")) for c in cands] == fits
+    valid = [i for i, p in enumerate(programs) if p is not None]
+    expected = LogProbScorer(str(lm), dtype="float32").score_codes(
+        [problems[cands[i].task_id].prompt for i in valid], [programs[i] for i in valid])
+    by_key = {(r.task_id, r.candidate_id): r for r in done.candidates}
+    got = [by_key[(cands[i].task_id, cands[i].candidate_id)].logprob for i in valid]
+    assert got == pytest.approx(expected, abs=1e-4)

@@ -46,7 +46,8 @@ def gather(settings: BonSettings, problems: dict[str, Problem], cands: list[Cand
     scores: Rows = {}
     info = None
     if strategies & NEEDS_REWARD:
-        scores, info = score_candidates(settings, problems, cands)
+        scores, info = score_candidates(settings, problems, cands,
+                                        share_logprob=bool(strategies & NEEDS_LOGPROB))
     visible = _visible(settings, problems, cands) if strategies & NEEDS_VISIBLE else {}
     generated: Rows = {}
     gen_tasks: set[str] = set()
@@ -114,9 +115,11 @@ def _given_scores(path: Path) -> Rows:
 
 
 def score_candidates(settings: BonSettings, problems: dict[str, Problem], cands: list[Candidate],
-                     scorer: Any = None) -> tuple[Rows, dict[str, Any] | None]:
+                     scorer: Any = None, *, share_logprob: bool = False) -> tuple[Rows, dict[str, Any] | None]:
     """Score rows per candidate: ``settings.scores`` rows as given, then the content-keyed cache, then
-    the RM (loaded only when something is missing; ``scorer``: an already loaded one)."""
+    the RM (loaded only when something is missing; ``scorer``: an already loaded one). ``share_logprob``:
+    also keep the ``logprob`` strategy's value from the RM's own pass where it is the same number
+    (``_logprob_listener``)."""
     done: Rows = _given_scores(settings.scores) if settings.scores is not None else {}
     if all((c.task_id, c.candidate_id) in done for c in cands):
         return done, None
@@ -147,7 +150,12 @@ def score_candidates(settings: BonSettings, problems: dict[str, Problem], cands:
                     "raw_score": s.raw_score, "valid": s.valid, "reward": s.reward,
                     "seconds": each if s.valid else 0.0} for i, s in zip(indices, scores, strict=True)]
 
-    _fill(store, todo, "RM scores", rows_of)
+    if share_logprob:
+        scorer.on_feature_rows = _logprob_listener(settings, problems, todo, scorer)
+    try:
+        _fill(store, todo, "RM scores", rows_of)
+    finally:
+        scorer.on_feature_rows = None
     for key, row in store.rows.items():
         done.setdefault(key, row)
     return done, scorer.info
@@ -157,15 +165,7 @@ def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cand
                        scorer: Any = None) -> Rows:
     """Mean token log-prob of each candidate's program under ``settings.logprob_model`` (the ``logprob``
     strategy), cached in ``logprob-<key>.jsonl``; the program is read by the same rule as RM scores."""
-    from codescaler.feature_backbone import backbone_folder, weights_sha256
-    from codescaler.records import ExtractMode
-
-    mode = settings.extract_mode or ExtractMode.STRICT
-    material = {"model": weights_sha256(backbone_folder(settings.logprob_model)), "extract_mode": str(mode),
-                "dtype": dtype_label(settings.dtype, settings.device)}
-    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
-    path = settings.output_dir / f"logprob-{key[:16]}.jsonl"
-    store = signal_store(path)
+    store, mode = _logprob_store(settings)
     done: Rows = store.rows
     todo = [c for c in cands if (c.task_id, c.candidate_id) not in done]
     if not todo:
@@ -188,6 +188,65 @@ def logprob_candidates(settings: BonSettings, problems: dict[str, Problem], cand
 
     _fill(store, todo, "log-probs", rows_of)
     return done
+
+
+def _logprob_store(settings: BonSettings) -> tuple[Any, Any]:
+    """The ``logprob-<key>.jsonl`` store (key: the log-prob model's weights, extraction mode, dtype) and
+    the extraction mode its programs are read with."""
+    from codescaler.feature_backbone import backbone_folder, weights_sha256
+    from codescaler.records import ExtractMode
+
+    mode = settings.extract_mode or ExtractMode.STRICT
+    material = {"model": weights_sha256(backbone_folder(settings.logprob_model)), "extract_mode": str(mode),
+                "dtype": dtype_label(settings.dtype, settings.device)}
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
+    return signal_store(settings.output_dir / f"logprob-{key[:16]}.jsonl"), mode
+
+
+def _logprob_listener(settings: BonSettings, problems: dict[str, Problem], cands: list[Candidate],
+                      scorer: Any) -> Callable[[list[str], list[str], Any], None] | None:
+    """A ``Scorer.on_feature_rows`` callback that appends the ``logprob`` strategy's rows from the RM's
+    own forward pass, or None when that pass does not compute the same number.
+
+    It does when the RM is a head checkpoint with likelihood features on the log-prob model's exact
+    weights (same hash) and input format, in the same dtype (the RM is loaded with ``settings.dtype``):
+    its ``lp_mean`` column is then the ``LogProbScorer``'s value (the baseline reads that column of the
+    same extractor) for every program whose input the head's shorter max length does not cut
+    (``FeatureExtractor.fits``). Those candidates cost no second pass; the rest, and every candidate
+    when the RM scores came from the cache, get ``logprob_candidates``' own pass. Each shared row's
+    ``seconds`` is the RM pass's time per program (an upper bound on a log-prob pass alone).
+    """
+    from codescaler.feature_backbone import backbone_folder, weights_sha256
+    from codescaler.rm_checkpoint import InputFormat
+
+    extractor = scorer.feature_extractor
+    if extractor is None or not extractor.spec.likelihood \
+            or extractor.spec.input_format != InputFormat.CHAT_TEMPLATE.value \
+            or extractor.spec.backbone_sha256 != weights_sha256(backbone_folder(settings.logprob_model)):
+        return None
+    store, mode = _logprob_store(settings)
+    wanted: dict[tuple[str, str], list[Candidate]] = {}
+    for c in cands:
+        prompt = problems[c.task_id].prompt
+        program = item_program(candidate_item(problems[c.task_id], c), mode)
+        if (c.task_id, c.candidate_id) not in store.rows and program is not None \
+                and extractor.fits(prompt, program):
+            wanted.setdefault((prompt, program), []).append(c)
+    if not wanted:
+        return None
+    column = extractor.spec.names().index("lp_mean")
+    clock = [time.perf_counter()]
+    logger.info("logprob: %d programs read off the RM's pass (%s)", len(wanted), settings.model)
+
+    def listen(prompts: list[str], codes: list[str], rows: Any) -> None:
+        now = time.perf_counter()
+        each, clock[0] = (now - clock[0]) / max(1, len(codes)), now
+        store.extend([{"task_id": c.task_id, "candidate_id": c.candidate_id, "logprob": float(row[column]),
+                       "seconds": each, "from_rm_pass": True}
+                      for prompt, code, row in zip(prompts, codes, rows, strict=True)
+                      for c in wanted.pop((prompt, code), [])])
+
+    return listen
 
 
 def _fill(store: Any, todo: list[Any], desc: str, rows_of: Callable[[list[Any]], Iterator[list[dict[str, Any]]]],

@@ -53,7 +53,7 @@ from codescaler.feature_spec import (
     WITHOUT_PROBLEM_NAMES,
     FeatureSpec,
 )
-from codescaler.rm_checkpoint import InputFormat, RMMetadata, encode_rm_input_span
+from codescaler.rm_checkpoint import InputFormat, RMMetadata, encode_rm_input_span, rm_input_length
 
 __all__ = ["FACT_NAMES", "LIKELIHOOD_NAMES", "LOGIT_CHUNK", "POOLINGS", "SPEC_VERSION", "WITHOUT_PROBLEM_NAMES",
            "FeatureExtractor", "FeatureSpec", "backbone_folder", "code_facts", "load_backbone", "load_stacked_rm",
@@ -117,6 +117,11 @@ class FeatureExtractor:
         model, tokenizer, _sha = load_backbone(spec.backbone, device=device, dtype=dtype,
                                                expect_sha256=spec.backbone_sha256 or None)
         return cls(model, tokenizer, spec, batch_size=batch_size, prefix_sharing=prefix_sharing)
+
+    def fits(self, prompt: str, code: str) -> bool:
+        """True when the (problem, code) input is not cut by the spec's max length: its rows are then the
+        same under any larger max length (what lets best-of-N read the log-prob baseline off an RM's pass)."""
+        return rm_input_length(self.tokenizer, prompt, code, self.meta) <= self.spec.max_length
 
     # ----------------------------------------------------------------------------------------------
     def compute(self, prompts: Sequence[str], codes: Sequence[str]) -> Any:

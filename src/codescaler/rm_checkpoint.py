@@ -275,6 +275,11 @@ def _token_count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
+def rm_input_length(tokenizer: Any, prompt: str, code: str, meta: RMMetadata) -> int:
+    """Tokens of the RM input before any truncation (it is cut when this exceeds the max length)."""
+    return len(_encode(tokenizer, prompt, code, meta))
+
+
 def encode_rm_input(
     tokenizer: Any, prompt: str, code: str, meta: RMMetadata, max_length: int | None = None
 ) -> list[int]:

@@ -39,7 +39,7 @@ checkpoint's metadata, tokenizer and sequence classifier in ``rm_loading``. Both
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,9 @@ class Scorer:
             self.max_length = position_limit
         self.device = next(model.parameters()).device
         self._features = features
+        # Called with (prompts, codes, feature rows) of every batch a head checkpoint scores: lets a caller
+        # keep a feature (best-of-N's log-prob column) from the same forward pass.
+        self.on_feature_rows: Callable[[list[str], list[str], Any], None] | None = None
         if features is not None:
             # A head was fitted on features of one exact input (the spec's max length): scoring with
             # another truncation would feed it rows from another distribution.
@@ -243,6 +246,11 @@ class Scorer:
                    extract_mode=extract_mode, prefix_sharing=prefix_sharing, features=(extractor, head))
 
     @property
+    def feature_extractor(self) -> Any:
+        """The ``FeatureExtractor`` of a head checkpoint (None for other RMs)."""
+        return self._features[0] if self._features is not None else None
+
+    @property
     def info(self) -> dict[str, Any]:
         """What produced the scores: model, input format, shaping, extraction, limits, versions."""
         return {
@@ -311,6 +319,8 @@ class Scorer:
         if self._features is not None:
             extractor, head = self._features
             for done, rows in extractor.iter_compute(prompts, codes):
+                if self.on_feature_rows is not None:
+                    self.on_feature_rows([prompts[i] for i in done], [codes[i] for i in done], rows)
                 yield done, [float(v) for v in head.score(rows)]
             return
         # Identical (problem, code) pairs (common in GRPO groups) are encoded and scored once.
