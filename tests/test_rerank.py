@@ -46,6 +46,17 @@ def test_tests_plus_rm_uses_the_reward_only_among_the_best_on_tests() -> None:
     assert (sel.scored, sel.executed) == (3, 3)
 
 
+def test_logprob_picks_the_most_likely_program_and_counts_every_candidate_the_lm_scored() -> None:
+    from dataclasses import replace
+
+    cands = [replace(cand(0, False), logprob=-0.9, logprob_seconds=0.5),
+             replace(cand(1, True), logprob=-0.2, logprob_seconds=0.5),
+             replace(cand(2, True), logprob=None)]            # no valid code: ranks last, cost nothing
+    sel = select(Strategy.LOGPROB, cands)
+    assert sel.expected_correct == 1.0 and sel.tied == 1
+    assert (sel.scored, sel.executed, sel.model_seconds) == (3, 0, pytest.approx(1.0))
+
+
 def test_hybrid_executes_only_the_top_k_by_reward_and_reports_that_cost() -> None:
     cands = [cand(0, False, reward=5, visible=0, model_s=1.0, exec_s=0.1),
              cand(1, False, reward=4, visible=1, model_s=1.0, exec_s=0.2),

@@ -107,7 +107,7 @@ class Selection:
 
     expected_correct: float   # expected hidden-test correctness of the pick, in [0, 1]
     tied: int                 # size of the set the pick is uniform over
-    scored: int               # candidates the RM scored
+    scored: int               # candidates a model scored (the RM; the LM for logprob)
     executed: int             # candidates executed (visible or generated tests)
     model_seconds: float
     exec_wall_seconds: float
@@ -294,7 +294,8 @@ def select(strategy: Strategy, cands: Sequence[CandidateSignals], *, top_k: int 
         executed, tied = _cascade(_by_reward(cands), n if cascade_max is None else min(cascade_max, n))
     elif strategy is Strategy.LOGPROB:
         tied = _argmax_set(cands, _logprob)
-        return Selection(_mean_correct(tied), len(tied), 0, 0, sum(c.logprob_seconds for c in cands), 0.0, 0.0)
+        return Selection(_mean_correct(tied), len(tied), len(cands), 0, sum(c.logprob_seconds for c in cands),
+                         0.0, 0.0)
     elif strategy is Strategy.GENERATED_TESTS:
         extra_model = generation_seconds
         tied = _dual_agreement(cands)
