@@ -216,9 +216,8 @@ def test_a_head_rm_with_likelihood_features_gives_the_logprob_strategy_from_its_
 
     from codescaler.bench.baselines import LogProbScorer
     from codescaler.extract import item_program
-    from codescaler.feature_backbone import weights_sha256
     from codescaler.feature_spec import FeatureSpec
-    from codescaler.features import FeatureExtractor, load_backbone
+    from codescaler.features import load_backbone
     from codescaler.head_training import save_head_checkpoint
     from codescaler.heads import Head
     from codescaler.rm_checkpoint import rm_input_length
@@ -228,14 +227,12 @@ def test_a_head_rm_with_likelihood_features_gives_the_logprob_strategy_from_its_
     problems = {p.task_id: p for p in data.read_problems(toy["problems"])}
     cands = data.read_candidates(toy["candidates"])
     programs = [item_program(candidate_item(problems[c.task_id], c)) for c in cands]
-    net, tokenizer, sha = load_backbone(str(lm), dtype="float32")
-    probe = FeatureExtractor(net, tokenizer, FeatureSpec(backbone=str(lm), backbone_sha256=sha, hidden_size=32,
-                                                         max_length=4096, layers=(1,)))
-    lengths = sorted({rm_input_length(tokenizer, problems[c.task_id].prompt, p, probe.meta)
+    _net, tokenizer, sha = load_backbone(str(lm), dtype="float32")
+    meta = RMMetadata(input_format=InputFormat.CHAT_TEMPLATE, max_length=4096)   # the extractor's input format
+    lengths = sorted({rm_input_length(tokenizer, problems[c.task_id].prompt, p, meta)
                       for c, p in zip(cands, programs, strict=True) if p is not None})
     limit = lengths[len(lengths) // 2]       # about half the programs fit, the longer ones are cut
-    spec = FeatureSpec(backbone=str(lm), backbone_sha256=weights_sha256(lm), hidden_size=32, max_length=limit,
-                       layers=(1,))
+    spec = FeatureSpec(backbone=str(lm), backbone_sha256=sha, hidden_size=32, max_length=limit, layers=(1,))
     columns = list(spec.names())
     head = Head(kind="linear", columns=columns, mean=torch.zeros(len(columns)), std=torch.ones(len(columns)),
                 params={"w": torch.linspace(-1, 1, len(columns))})
@@ -245,7 +242,7 @@ def test_a_head_rm_with_likelihood_features_gives_the_logprob_strategy_from_its_
                            strategies=(Strategy.RM, Strategy.LOGPROB), logprob_model=str(lm), dtype="float32")
     done = run_bon(settings)
 
-    fits = [p is not None and rm_input_length(tokenizer, problems[c.task_id].prompt, p, probe.meta) <= limit
+    fits = [p is not None and rm_input_length(tokenizer, problems[c.task_id].prompt, p, meta) <= limit
             for c, p in zip(cands, programs, strict=True)]
     assert 0 < sum(fits) < sum(p is not None for p in programs)
     cache = next((tmp_path / "out").glob("logprob-*.jsonl"))
