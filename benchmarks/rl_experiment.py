@@ -43,11 +43,13 @@ NO_TESTS_ARM = "rm-no-tests"
 NO_TESTS_SOURCE = "leetcode-train"
 NO_TESTS_FILE = "no_tests_problems.jsonl"
 # summary.md's table: one row per arm.
-COLUMNS = ("arm", "reward", "problems", "steps", "held-out pass@1 step 0 -> end", "held-out valid step 0 -> end",
+COLUMNS = ("arm", "reward", "problems", "steps", "held-out pass@1 step 0 -> end", "held-out gained / lost",
+           "held-out valid step 0 -> end", "train rollouts passing, first -> last visit (problems)",
            "train reward first -> last", "train valid first -> last", "completion tokens first -> last",
            "groups without signal (mean)", "policy moved: norm(dW) / norm(W)", "s/step generate", "s/step reward",
            "s/step optimise", "wall s", "exit")
-# curves.png: (metrics.jsonl field, panel title); the fourth panel is eval.jsonl's pass_at_1.
+# curves.png: (metrics.jsonl field, panel title); then the executed pass rate of the training rollouts
+# (rollout_passes) and eval.jsonl's pass_at_1 and valid_rate.
 PANELS = (("reward_mean", "training reward (mean)"), ("valid_rate", "valid rate (training rollouts)"),
           ("response_length_mean", "completion length (tokens)"))
 
@@ -182,7 +184,7 @@ def run_arm(arm: dict[str, str], args: argparse.Namespace, policy: str, rm: str)
         record = {"wall_s": round(float(record["wall_s"]) + time.monotonic() - start, 1),
                   "exit_code": done.returncode}
         atomic_write_json(record_path, record)
-    return summarise(arm, run_dir, record, policy)
+    return summarise(arm, run_dir, record, policy, args.data_dir)
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -220,13 +222,78 @@ def adapter_movement(adapter_dir: Path, policy: str) -> dict[str, float] | None:
     return {"lora_b_max": lora_b_max, "delta_rel": (delta_sq / base_sq) ** 0.5 if base_sq else float("nan")}
 
 
-def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any], policy: str | None = None) -> dict[str, Any]:
-    """One arm's summary row from its metrics.jsonl and eval.jsonl (step 0 = before, last row = after), and
-    with ``policy``, how far its final adapter moved the policy (``adapter_movement``)."""
+def rollout_passes(run_dir: Path, problems: str, data_dir: str | None = None) -> list[tuple[int, str, bool]] | None:
+    """``(step, task_id, passed)`` for each of the arm's training rollouts (``rollouts.jsonl``): whether it
+    passes its problem's hidden tests (strict extraction, the tests reward's rule; the sandbox), whatever
+    the arm's reward was: the one measure of its training problems that the ``rm`` arm (which never runs
+    a test) shares with the others. Written to ``<run_dir>/rollout_pass.json`` and read back while
+    rollouts.jsonl is unchanged; None without rollouts or when the problems have no tests (the no-tests arm)."""
+    from codescaler.data.artifacts import atomic_write_json
+    from codescaler.executor import ExecuteOptions
+    from codescaler.records import ExtractMode
+    from codescaler.rl_metrics import run_tests
+    from codescaler.rl_problems import load_problem_set
+
+    rollouts = run_dir / "rollouts.jsonl"
+    rows = _rows(rollouts)
+    if not rows:
+        return None
+    by_id = {p.task_id: p for p in load_problem_set(problems, data_dir, for_training=True, require_tests=False)}
+    if any(r["task_id"] not in by_id or by_id[r["task_id"]].tests.is_empty for r in rows):
+        return None
+    cache = run_dir / "rollout_pass.json"
+    stamp = f"strict:{rollouts.stat().st_size}:{rollouts.stat().st_mtime_ns}"
+    if cache.is_file():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("rollouts") == stamp:
+            return [(int(step), task, bool(ok)) for step, task, ok in saved["passed"]]
+    statuses = run_tests([by_id[r["task_id"]] for r in rows], [r["completion"] for r in rows],
+                         ExecuteOptions(extract_mode=ExtractMode.STRICT))
+    passes = [(int(r["step"]), r["task_id"], status.value == "passed")
+              for r, status in zip(rows, statuses, strict=True)]
+    atomic_write_json(cache, {"rollouts": stamp, "passed": passes})
+    return passes
+
+
+def pass_by_step(passes: list[tuple[int, str, bool]] | None) -> dict[int, float] | None:
+    """The share of each step's rollouts that pass (each step has its own prompts: a noisy curve)."""
+    if not passes:
+        return None
+    steps: dict[int, list[bool]] = {}
+    for step, _, ok in passes:
+        steps.setdefault(step, []).append(ok)
+    return {s: round(sum(v) / len(v), 4) for s, v in sorted(steps.items())}
+
+
+def pass_first_last_visit(passes: list[tuple[int, str, bool]] | None) -> dict[str, Any] | None:
+    """Did the arm learn its training problems? Over the problems it was shown at two or more steps, the
+    mean share of passing rollouts at each problem's first visit and at its last (the same problems on
+    both sides: a paired measure, unlike the per-step curve)."""
+    if not passes:
+        return None
+    visits: dict[str, dict[int, list[bool]]] = {}
+    for step, task, ok in passes:
+        visits.setdefault(task, {}).setdefault(step, []).append(ok)
+    pairs = [(sum(v[min(v)]) / len(v[min(v)]), sum(v[max(v)]) / len(v[max(v)])) for v in visits.values() if len(v) > 1]
+    if not pairs:
+        return None
+    return {"problems": len(pairs), "first": round(sum(a for a, _ in pairs) / len(pairs), 3),
+            "last": round(sum(b for _, b in pairs) / len(pairs), 3)}
+
+
+def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any], policy: str | None = None,
+              data_dir: str | None = None) -> dict[str, Any]:
+    """One arm's summary row from its metrics.jsonl and eval.jsonl (step 0 = before, last row = after): the
+    held-out problems gained and lost between them (same problems, so a paired count), the executed pass
+    rate of its training rollouts by step and at each problem's first and last visit (``rollout_passes``),
+    and with
+    ``policy``, how far its final adapter moved the policy (``adapter_movement``)."""
     evals, metrics = _rows(run_dir / "eval.jsonl"), _rows(run_dir / "metrics.jsonl")
     before = next((e for e in evals if e["step"] == 0), None) or {}
     after = evals[-1] if evals and evals[-1]["step"] > 0 else {}
     first, last = (metrics[0], metrics[-1]) if metrics else ({}, {})
+    paired = "passed" in before and "passed" in after
+    passes = rollout_passes(run_dir, arm["problems"], data_dir)
     return {"arm": arm["arm"], "reward": arm["reward"], "problems": arm["problems"], "steps": last.get("step"),
             "pass_at_1_before": before.get("pass_at_1"), "pass_at_1_after": after.get("pass_at_1"),
             "valid_before": before.get("valid_rate"), "valid_after": after.get("valid_rate"),
@@ -235,6 +302,9 @@ def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any], policy
             "train_valid_first": first.get("valid_rate"), "train_valid_last": last.get("valid_rate"),
             "length_first": first.get("response_length_mean"), "length_last": last.get("response_length_mean"),
             "groups_zero_std_mean": _mean(metrics, "groups_zero_std"),
+            "heldout_gained": sorted(set(after["passed"]) - set(before["passed"])) if paired else None,
+            "heldout_lost": sorted(set(before["passed"]) - set(after["passed"])) if paired else None,
+            "train_pass_by_step": pass_by_step(passes), "train_pass_visits": pass_first_last_visit(passes),
             "adapter": adapter_movement(run_dir / "final", policy) if policy else None,
             "generate_s_mean": _mean(metrics, "generate_s"), "reward_s_mean": _mean(metrics, "reward_s"),
             "optimise_s_mean": _mean(metrics, "optimise_s"), "step_s_mean": _mean(metrics, "step_s"),
@@ -245,6 +315,10 @@ def _f(x: object) -> str:
     if x is None:
         return "-"
     return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _visits(v: dict[str, Any] | None) -> str:
+    return "-" if not v else f"{_f(v['first'])} -> {_f(v['last'])} ({v['problems']})"
 
 
 def render_markdown(config: dict[str, Any], results: list[dict[str, Any]]) -> str:
@@ -266,7 +340,9 @@ def render_markdown(config: dict[str, Any], results: list[dict[str, Any]]) -> st
     for r in results:
         cells = [r["arm"], r["reward"], Path(r["problems"]).name if r["arm"] == NO_TESTS_ARM else r["problems"],
                  _f(r["steps"]), f"{_f(r['pass_at_1_before'])} -> {_f(r['pass_at_1_after'])}",
+                 "-" if r.get("heldout_gained") is None else f"+{len(r['heldout_gained'])} / -{len(r['heldout_lost'])}",
                  f"{_f(r['valid_before'])} -> {_f(r['valid_after'])}",
+                 _visits(r.get("train_pass_visits")),
                  f"{_f(r['train_reward_first'])} -> {_f(r['train_reward_last'])}",
                  f"{_f(r['train_valid_first'])} -> {_f(r['train_valid_last'])}",
                  f"{_f(r['length_first'])} -> {_f(r['length_last'])}", _f(r.get("groups_zero_std_mean")),
@@ -298,7 +374,7 @@ def plot_curves(results: list[dict[str, Any]], path: Path, title: str) -> bool:
         return False
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), layout="constrained")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), layout="constrained")
     try:
         for r in results:
             metrics, evals = _rows(Path(r["run_dir"]) / "metrics.jsonl"), _rows(Path(r["run_dir"]) / "eval.jsonl")
@@ -307,14 +383,21 @@ def plot_curves(results: list[dict[str, Any]], path: Path, title: str) -> bool:
                 points = [(m["step"], m[key]) for m in metrics if m.get(key) is not None]
                 if points:
                     ax.plot(*zip(*points, strict=True), marker=".", label=r["arm"], **style)
-            points = [(e["step"], e["pass_at_1"]) for e in evals if e.get("pass_at_1") is not None]
-            if points:
-                axes.flat[3].plot(*zip(*points, strict=True), marker="o", label=r["arm"], **style)
-        for ax, name in zip(axes.flat, [t for _, t in PANELS] + ["held-out pass@1 (greedy)"], strict=True):
+            rates = r.get("train_pass_by_step") or {}
+            if rates:
+                axes.flat[3].plot(*zip(*sorted((int(k), v) for k, v in rates.items()), strict=True), marker=".",
+                                  label=r["arm"], **style)
+            for ax, key in ((axes.flat[4], "pass_at_1"), (axes.flat[5], "valid_rate")):
+                points = [(e["step"], e[key]) for e in evals if e.get(key) is not None]
+                if points:
+                    ax.plot(*zip(*points, strict=True), marker="o", label=r["arm"], **style)
+        names = [t for _, t in PANELS] + ["training rollouts passing the tests (executed)",
+                                          "held-out pass@1 (greedy)", "held-out valid rate (greedy)"]
+        for ax, name in zip(axes.flat, names, strict=True):
             ax.set_title(name, fontsize=10)
             ax.set_xlabel("step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if "valid" in name or "pass@1" in name:  # rates
+            if "valid" in name or "pass" in name:  # rates
                 ax.set_ylim(-0.03, 1.03)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:

@@ -215,10 +215,18 @@ def test_gpu_experiment_script_smoke_form_writes_summaries_and_curves_for_every_
     stripped = read_problems(no_tests["problems"], require_tests=False)
     assert len(stripped) > 1000 and all(p.tests.is_empty for p in stripped)
     assert _rows(tmp_path / "exp" / "rm-no-tests" / "metrics.jsonl")[0]["pass_rate"] is None   # nothing executed
+    # every arm with tests has its training rollouts executed after the run (the rm arm's too); the
+    # no-tests arm's problems have none; held-out problems gained and lost are a paired count
+    for r in results[:3]:
+        assert r["train_pass_by_step"] == {"1": 0.0, "2": 0.0}, r["arm"]      # 12 tokens hold no code
+        assert r["heldout_gained"] == [] and r["heldout_lost"] == [], r["arm"]
+        assert (Path(r["run_dir"]) / "rollout_pass.json").is_file()
+    assert no_tests["train_pass_by_step"] is None and no_tests["train_pass_visits"] is None
     png = tmp_path / "exp" / "curves.png"
     assert summary["curves"] == "curves.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "exp" / "summary.md").read_text(encoding="utf-8")
-    assert ("| arm | reward | problems | steps | held-out pass@1 step 0 -> end | held-out valid step 0 -> end | "
+    assert ("| arm | reward | problems | steps | held-out pass@1 step 0 -> end | held-out gained / lost | "
+            "held-out valid step 0 -> end | train rollouts passing, first -> last visit (problems) | "
             "train reward first -> last | train valid first -> last | completion tokens first -> last | "
             "groups without signal (mean) | policy moved: norm(dW) / norm(W) | s/step generate | s/step reward | "
             "s/step optimise | wall s | exit |") in table
@@ -387,3 +395,37 @@ def test_adapter_movement_measures_how_far_a_lora_adapter_moved_the_policy(tmp_p
     moved = experiment.adapter_movement(tmp_path / "moved", str(tiny_policy))
     assert moved["lora_b_max"] == pytest.approx(0.01) and 0 < moved["delta_rel"] < 1
     assert experiment.adapter_movement(tmp_path / "absent", str(tiny_policy)) is None   # full fine-tuning: none
+
+
+def test_rollout_passes_execute_every_arms_training_rollouts_by_step_and_by_visit(tmp_path: Path,
+                                                                                  shared_data: Path) -> None:
+    import importlib.util
+
+    from codescaler.rl_problems import load_problem_set
+
+    spec = importlib.util.spec_from_file_location("rl_experiment", Path(__file__).parents[1] / "benchmarks" / "rl_experiment.py")
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    a, b = load_problem_set("mbpp-train", str(shared_data), for_training=True)[1:3]   # 601: its reference fails
+    right = [f"```python\n{p.reference}\n```" for p in (a, b)]
+    cut = f"```python\n{b.reference}\n"      # no closing fence: lenient extraction would run it, strict does not
+    rows = [(1, a.task_id, right[0]), (1, a.task_id, "```python\ndef nope(): pass\n```"), (1, b.task_id, cut),
+            (2, a.task_id, right[0]), (2, a.task_id, right[0]), (3, b.task_id, right[1])]
+    run = tmp_path / "arm"
+    run.mkdir()
+    (run / "rollouts.jsonl").write_text("".join(json.dumps({"step": s, "task_id": t, "completion": c,
+                                                            "rewards": {"codescaler": 1.0}}) + "\n"
+                                                for s, t, c in rows), encoding="utf-8")
+    passes = experiment.rollout_passes(run, "mbpp-train", str(shared_data))   # whatever the arm's reward was
+    assert [ok for _, _, ok in passes] == [True, False, False, True, True, True]
+    assert experiment.pass_by_step(passes) == {1: pytest.approx(1 / 3, abs=1e-4), 2: 1.0, 3: 1.0}
+    # a: 1/2 at its first visit, 2/2 at its last; b: 0/1 -> 1/1 (the same problems on both sides)
+    assert experiment.pass_first_last_visit(passes) == {"problems": 2, "first": 0.25, "last": 1.0}
+    assert experiment.pass_first_last_visit(passes[:3]) is None          # nothing shown twice yet
+    assert experiment.rollout_passes(run, "mbpp-train", str(shared_data)) == passes   # read back from the cache
+    assert json.loads((run / "rollout_pass.json").read_text())["rollouts"].startswith("strict:")
+    no_tests = tmp_path / "no_tests.jsonl"
+    no_tests.write_text(json.dumps({"task_id": a.task_id, "prompt": a.prompt}) + "\n", encoding="utf-8")
+    assert experiment.rollout_passes(run, str(no_tests)) is None    # problems without tests: nothing to run
+    assert experiment.rollout_passes(tmp_path / "empty", "mbpp-train", str(shared_data)) is None
+    assert experiment.pass_by_step(None) is None and experiment.pass_first_last_visit(None) is None
