@@ -12,7 +12,7 @@ import pytest
 
 from codescaler.cli import main
 from codescaler.extract import extract_code
-from codescaler.records import ExtractMode
+from codescaler.records import ExtractMode, Status
 from codescaler.rl import PRESETS, RLSettings, policy_dtype, run_rl
 from codescaler.rm_checkpoint import InputFormat, RMMetadata, write_metadata
 from codescaler.testing import build_tiny_model
@@ -127,6 +127,11 @@ def test_lora_grpo_saves_adapter_only_checkpoints_reloads_them_and_resumes_after
     assert [r["step"] for r in rows] == [1, 2]
     assert all(math.isfinite(r["reward_mean"]) and math.isfinite(r["reward_std"]) for r in rows)
     assert [e["step"] for e in _rows(out / "eval.jsonl")] == [0, 1, 2]
+    # every eval's greedy answers, one row per held-out problem, with the sandbox's verdict
+    answers = _rows(out / "eval_answers.jsonl")
+    assert [a["step"] for a in answers] == [0, 1, 2] and len({a["task_id"] for a in answers}) == 1
+    assert all(a["status"] in {s.value for s in Status} and 0 < a["tokens"] <= 16
+               and isinstance(a["response"], str) for a in answers), answers
     # Each step's wall time is split into rollouts, rewards and the rest (optimisation); the held-out
     # eval (its own seconds in eval.jsonl) is in none of them.
     for r in rows:
@@ -169,6 +174,7 @@ def test_lora_grpo_saves_adapter_only_checkpoints_reloads_them_and_resumes_after
     resumed = _rows(out / "metrics.jsonl")
     assert [r["step"] for r in resumed] == [1, 2] and resumed[0] == first_row
     assert [e["step"] for e in _rows(out / "eval.jsonl")] == [0, 1, 2]
+    assert [a["step"] for a in _rows(out / "eval_answers.jsonl")] == [0, 1, 2]   # step 2's redone once
 
     # A fresh run of the same policy on the same held-out set (another reward, as in another arm of
     # benchmarks/rl_experiment.py) reuses the step-0 row found in its folder, and drops rows of other steps
@@ -183,6 +189,7 @@ def test_lora_grpo_saves_adapter_only_checkpoints_reloads_them_and_resumes_after
     evals = _rows(other / "eval.jsonl")
     assert [e["step"] for e in evals] == [0, 1] and evals[0] == step0  # reused as written, not recomputed
     assert evals[1]["eval_key"] == step0["eval_key"] and evals[1]["seconds"] > 0
+    assert [a["step"] for a in _rows(other / "eval_answers.jsonl")] == [1]   # step 0's live with its first run
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

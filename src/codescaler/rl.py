@@ -13,6 +13,8 @@ preset, then trains, writing into ``settings.output``:
 - ``eval.jsonl``: held-out pass@1 (greedy decoding + execution) at step 0, every ``eval_every`` steps and
   at the end: ``step``, ``pass_at_1``, ``valid_rate``, ``n``, ``passed``, ``seconds``, ``eval_key`` (a
   step-0 row with the run's own key is reused, not recomputed: ``rl_metrics.eval_key``).
+- ``eval_answers.jsonl``: each eval's greedy answers, one row per held-out problem: ``step``, ``task_id``,
+  ``status`` (the sandbox's verdict), ``tokens``, ``response``.
 - ``rollouts.jsonl``: every completion of every step (``rl_metrics.RolloutLog``): ``step``, ``task_id``,
   ``completion``, ``rewards`` (each reward function's value for it).
 - ``checkpoint-<step>/`` every ``save_steps`` (TRL's own), resumable with ``resume=True``; with LoRA (the
@@ -45,6 +47,7 @@ from codescaler.extras import require
 from codescaler.model_device import target_device
 from codescaler.records import ExtractMode, Problem
 from codescaler.rl_metrics import (
+    EVAL_ANSWERS_FILE,
     ROLLOUTS_FILE,
     RolloutLog,
     StepClock,
@@ -148,6 +151,7 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
         truncate_rows(out / "metrics.jsonl", done)
         truncate_rows(out / "eval.jsonl", done)
         truncate_rows(out / ROLLOUTS_FILE, done)
+        truncate_rows(out / EVAL_ANSWERS_FILE, done)
     else:
         truncate_rows(out / ROLLOUTS_FILE, 0)  # a run restarted before its first checkpoint logs afresh
         write_run_record(s)
@@ -185,12 +189,15 @@ def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_pa
 
     def evaluate(m: Any) -> dict[str, Any]:
         return evaluate_pass_at_1(m, tokenizer, held_out, max_new_tokens=own["eval_max_new_tokens"],
-                                  batch_size=own["eval_batch_size"], options=options, sampling=sampling)
+                                  batch_size=own["eval_batch_size"], options=options, sampling=sampling,
+                                  with_answers=True)
 
     key = eval_key(policy=str(Path(policy_path).resolve()), dtype=str(dtype), device=device,
                    max_new_tokens=own["eval_max_new_tokens"], batch_size=own["eval_batch_size"],
                    problems=[[build_messages(p, sampling), asdict(p)] for p in held_out])  # prompts, tests
     step0 = keep_reusable_eval(out / "eval.jsonl", key) if checkpoint is None else None
+    if checkpoint is None:  # a fresh run keeps the step-0 answers only with the step-0 row they belong to
+        truncate_rows(out / EVAL_ANSWERS_FILE, 0 if step0 is not None else -1)
     clock, rollouts = StepClock(), RolloutLog()
     callback = make_metrics_callback(out, [f.__name__ for f in reward_funcs], evaluate if held_out else None,
                                      int(s.eval_every or 0), clock, key=key, step0=step0, rollouts=rollouts)

@@ -34,8 +34,12 @@ def run_tests(problems: Sequence[Problem], responses: Sequence[str], options: Ex
 
 
 def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], *, max_new_tokens: int,
-                       batch_size: int, options: ExecuteOptions, sampling: SamplingConfig) -> dict[str, Any]:
-    """Greedy pass@1 of ``model`` on ``problems``: one response each, strict extraction, hidden tests."""
+                       batch_size: int, options: ExecuteOptions, sampling: SamplingConfig,
+                       with_answers: bool = False) -> dict[str, Any]:
+    """Greedy pass@1 of ``model`` on ``problems``: one response each, strict extraction, hidden tests.
+
+    ``with_answers`` adds ``answers``: per problem its ``task_id``, ``status``, ``tokens`` (generated,
+    up to the end of the answer) and ``response``."""
     import torch
 
     was_training = model.training
@@ -43,6 +47,7 @@ def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], 
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     responses: list[str] = []
+    lengths: list[int] = []
     try:
         for start in range(0, len(problems), batch_size):
             chunk = problems[start:start + batch_size]
@@ -52,7 +57,9 @@ def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], 
             with torch.inference_mode():
                 out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
                                      pad_token_id=tokenizer.pad_token_id)
-            responses.extend(tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+            generated = out[:, enc["input_ids"].shape[1]:]
+            responses.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
+            lengths.extend(int(n) for n in (generated != tokenizer.pad_token_id).sum(dim=1))
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
@@ -60,9 +67,13 @@ def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], 
     n = len(statuses)
     valid = sum(extract_code(r, Language.parse(p.language).value, ExtractMode.STRICT).valid
                 for p, r in zip(problems, responses, strict=True))
-    return {"pass_at_1": sum(s == Status.PASSED for s in statuses) / n if n else None,
-            "valid_rate": valid / n if n else None, "n": n,
-            "passed": [p.task_id for p, s in zip(problems, statuses, strict=True) if s == Status.PASSED]}
+    result: dict[str, Any] = {"pass_at_1": sum(s == Status.PASSED for s in statuses) / n if n else None,
+                              "valid_rate": valid / n if n else None, "n": n,
+                              "passed": [p.task_id for p, s in zip(problems, statuses, strict=True) if s == Status.PASSED]}
+    if with_answers:
+        result["answers"] = [{"task_id": p.task_id, "status": s.value, "tokens": k, "response": r}
+                             for p, s, k, r in zip(problems, statuses, lengths, responses, strict=True)]
+    return result
 
 
 def _step(row: dict) -> int:
@@ -111,6 +122,7 @@ def keep_reusable_eval(path: Path, key: str) -> dict[str, Any] | None:
 
 
 ROLLOUTS_FILE = "rollouts.jsonl"
+EVAL_ANSWERS_FILE = "eval_answers.jsonl"
 
 
 class StepClock:
@@ -207,7 +219,7 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
     from transformers import TrainerCallback
 
     metrics_path, eval_path = output / "metrics.jsonl", output / "eval.jsonl"
-    rollouts_path = output / ROLLOUTS_FILE
+    rollouts_path, answers_path = output / ROLLOUTS_FILE, output / EVAL_ANSWERS_FILE
 
     class MetricsCallback(TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -227,6 +239,7 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
             started = time.monotonic()
             saved = (clock.generate_s, clock.reward_s, clock.generate_calls) if clock is not None else None
             row = {"step": step, **evaluate(model)}
+            answers = row.pop("answers", None) or []
             seconds = time.monotonic() - started
             row["seconds"] = round(seconds, 3)
             if key is not None:
@@ -235,6 +248,8 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
                 clock.generate_s, clock.reward_s, clock.generate_calls = saved
             self.last += seconds  # nor is its wall time
             logger.info("held-out eval at step %d: %s", step, row)
+            with AppendStore(answers_path, key=_step) as store:  # each greedy answer, for reading what changed
+                store.extend([{"step": step, **a} for a in answers])
             append_row(eval_path, row)
 
         def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
