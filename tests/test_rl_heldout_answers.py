@@ -1,0 +1,53 @@
+"""benchmarks/rl_heldout_answers.py as a user runs it on a finished experiment folder: the base policy and
+each arm's final LoRA adapter answer real MBPP validation problems by the in-run eval's code path, one
+row per (model, problem), and a rerun evaluates nothing again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from codescaler.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("policy"), arch="qwen2", kind="causal", seed=1)
+
+
+def _run(out: Path, policy: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
+                           "--policy", str(policy), "--eval-limit", "2", "--max-new-tokens", "8"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(data)})
+
+
+def test_base_and_every_arms_adapter_answer_the_held_out_problems_once(tmp_path: Path, tiny_policy: Path,
+                                                                       shared_data: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "exp"
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(out / "tests" / "final")
+    (out / "rm").mkdir()                          # an arm without a final adapter (still running) is skipped
+    done = _run(out, tiny_policy, shared_data)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "heldout_answers.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["task_id"]) for r in rows] == [("base", "Mbpp/511"), ("base", "Mbpp/512"),
+                                                          ("tests", "Mbpp/511"), ("tests", "Mbpp/512")]
+    assert all(r["status"] == "no_code" and 0 < r["tokens"] <= 8 for r in rows)   # 8 random tokens: no block
+    # a fresh LoRA adapter (B = 0) changes nothing: the same greedy answers as the base policy
+    assert [r["response"] for r in rows[:2]] == [r["response"] for r in rows[2:]]
+    assert "tests: 0 of 2 passed\n" in done.stdout and "gained [], lost []" in done.stdout
+    before = (out / "heldout_answers.jsonl").read_bytes()
+    again = _run(out, tiny_policy, shared_data)
+    assert again.returncode == 0 and "0 of 2 passed\n" not in again.stdout      # no model evaluated again
+    assert (out / "heldout_answers.jsonl").read_bytes() == before
