@@ -286,8 +286,7 @@ def summarise(arm: dict[str, str], run_dir: Path, record: dict[str, Any], policy
     """One arm's summary row from its metrics.jsonl and eval.jsonl (step 0 = before, last row = after): the
     held-out problems gained and lost between them (same problems, so a paired count), the executed pass
     rate of its training rollouts by step and at each problem's first and last visit (``rollout_passes``),
-    and with
-    ``policy``, how far its final adapter moved the policy (``adapter_movement``)."""
+    and with ``policy``, how far its final adapter moved the policy (``adapter_movement``)."""
     evals, metrics = _rows(run_dir / "eval.jsonl"), _rows(run_dir / "metrics.jsonl")
     before = next((e for e in evals if e["step"] == 0), None) or {}
     after = evals[-1] if evals and evals[-1]["step"] > 0 else {}
