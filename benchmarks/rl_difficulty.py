@@ -35,19 +35,14 @@ def _cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "codescaler", *args], check=True)
 
 
-def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def pass_counts(verdicts: Path) -> Counter[str]:
     """Passing verdicts per task id (every task id that has a verdict is a key)."""
+    from codescaler.data import read_verdicts
+    from codescaler.records import Status
+
     counts: Counter[str] = Counter()
-    for line in verdicts.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            counts[row["task_id"]] += row["status"] == "passed"
+    for v in read_verdicts(verdicts):
+        counts[v.task_id] += v.status == Status.PASSED
     return counts
 
 
@@ -58,6 +53,7 @@ def select(counts: Counter[str], order: list[str], lo: int, hi: int) -> list[str
 
 def main(argv: list[str] | None = None) -> int:
     from codescaler.data import write_problems
+    from codescaler.data.artifacts import atomic_write_json
     from codescaler.rl_problems import load_problem_set
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -108,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     by_id = {p.task_id: p for p in problems}
     write_problems(a.out / "problems.jsonl", [by_id[t] for t in chosen])
     histogram = Counter(counts[t] for t in order)
-    _write_json(a.out / "selection.json", {
+    atomic_write_json(a.out / "selection.json", {
         "problems": a.problems, "limit": a.limit, "policy": a.policy, "n": a.n,
         "sampling": {"temperature": a.temperature, "top_p": a.top_p, "max_new_tokens": a.max_new_tokens,
                      "seed": a.seed, "extract_mode": "strict"},

@@ -14,7 +14,6 @@ base policy with the statuses of the lost answers and the mean answer length.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -25,27 +24,20 @@ BASE = "base"
 
 
 def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from codescaler.data.artifacts import read_jsonl
+
+    return [row for _, row in read_jsonl(path)] if path.is_file() else []
 
 
 def answers_for(policy: str, adapter: Path | None, problems: list, batch_size: int, max_new_tokens: int) -> list[dict]:
     """Greedy answers (with statuses) of ``policy`` (+ ``adapter``) on ``problems`` by the in-run eval."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from codescaler.executor import ExecuteOptions
     from codescaler.records import ExtractMode
-    from codescaler.rl import policy_dtype
+    from codescaler.rl import load_policy
     from codescaler.rl_metrics import evaluate_pass_at_1
     from codescaler.sampling import SamplingConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(policy)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(policy, dtype=torch.float32)
-    model = model.to(policy_dtype(torch.device("cpu"), sum(p.numel() for p in model.parameters()), lora=True))
+    model, tokenizer, _ = load_policy(policy, "cpu", lora=True)   # as the cpu preset's GRPO run loads it
     if adapter is not None:
         from peft import PeftModel
 

@@ -36,7 +36,8 @@ def test_selection_keeps_problems_by_passing_rollouts_in_problem_order(tmp_path:
     spec.loader.exec_module(module)
     verdicts = tmp_path / "verdicts.jsonl"
     rows = [("a", "passed"), ("a", "failed"), ("b", "failed"), ("b", "crashed"), ("c", "passed"), ("c", "passed")]
-    verdicts.write_text("".join(json.dumps({"task_id": t, "status": s}) + "\n" for t, s in rows) + "\n")
+    verdicts.write_text("".join(json.dumps({"task_id": t, "candidate_id": str(i), "status": s}) + "\n"
+                                for i, (t, s) in enumerate(rows)))
     counts = module.pass_counts(verdicts)
     assert counts == Counter({"a": 1, "b": 0, "c": 2})
     assert module.select(counts, ["c", "b", "a", "unsampled"], 1, 1) == ["a"]

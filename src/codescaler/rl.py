@@ -81,7 +81,7 @@ from codescaler.sampling import SamplingConfig, build_messages
 
 __all__ = ["DEFAULT_EVAL", "DEFAULT_POLICY", "DEFAULT_TRAIN", "FLAGS", "LORA_TARGETS", "PRESETS", "REWARDS",
            "RLSettings", "TestsReward", "build_dataset", "evaluate_pass_at_1", "grpo_config", "last_checkpoint",
-           "load_problem_set", "policy_dtype", "run_record", "run_rl", "run_tests", "vllm_fields",
+           "load_policy", "load_problem_set", "policy_dtype", "run_record", "run_rl", "run_tests", "vllm_fields",
            "write_run_record"]
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,21 @@ def policy_dtype(device: Any, n_params: int, *, lora: bool) -> Any:
     from codescaler.model_device import pick_dtype
 
     return pick_dtype(None, device, n_params) if lora else torch.float32
+
+
+def load_policy(policy_path: str, device: str, *, lora: bool) -> tuple[Any, Any, Any]:
+    """``(model, tokenizer, dtype)``: the base policy in ``policy_dtype`` (loaded in fp32 first: the dtype
+    rule needs the parameter count, and a cast is cheap) and its tokenizer, padded with eos when it has no
+    pad token. GRPO trains this model; ``benchmarks/rl_heldout_answers.py`` evaluates it the same way."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(policy_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
+    dtype = policy_dtype(torch.device(device), sum(p.numel() for p in model.parameters()), lora=lora)
+    return model.to(dtype), tokenizer, dtype
 
 
 def _loadable(flag: str, spec: str, *, rm: bool) -> str:
@@ -160,20 +175,12 @@ def run_rl(s: RLSettings) -> dict[str, Any]:
 
 def _train(s: RLSettings, preset: dict[str, Any], own: dict[str, Any], policy_path: str, checkpoint: str | None,
            train: list[Problem], held_out: list[Problem], options: ExecuteOptions) -> dict[str, Any]:
-    import torch  # heavy imports only once the inputs are known to be good
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOTrainer
+    from trl import GRPOTrainer  # heavy imports only once the inputs are known to be good
 
 
     out = Path(s.output)
     device = "cpu" if preset.get("use_cpu") else target_device().type
-    tokenizer = AutoTokenizer.from_pretrained(policy_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    # Loaded in fp32 first: the dtype rule needs the parameter count, and a cast is cheap.
-    model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
-    dtype = policy_dtype(torch.device(device), sum(p.numel() for p in model.parameters()), lora=bool(s.lora))
-    model = model.to(dtype)
+    model, tokenizer, dtype = load_policy(policy_path, device, lora=bool(s.lora))
     peft_config = None
     if s.lora:
         from peft import LoraConfig
