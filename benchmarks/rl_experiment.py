@@ -89,13 +89,21 @@ def write_no_tests_problems(out: Path, data_dir: str | None) -> Path:
 
 
 # codescaler rl's flags passed to every arm as given (None: the preset's value).
-PASSED_THROUGH = ("--lr", "--lr-scheduler", "--batch-size", "--num-generations", "--grad-accum", "--eval-every")
+PASSED_THROUGH = ("--lr", "--lr-scheduler", "--batch-size", "--num-generations", "--grad-accum", "--eval-every",
+                  "--beta", "--mask-truncated")
 
 
-def passed_through(values: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(flag, value) of each ``PASSED_THROUGH`` flag given in ``values`` (parsed args or the summary's config)."""
-    given = ((flag, values.get(flag.lstrip("-").replace("-", "_"))) for flag in PASSED_THROUGH)
-    return [(flag, value) for flag, value in given if value is not None]
+def passed_through(values: dict[str, Any]) -> list[str]:
+    """The arguments of each ``PASSED_THROUGH`` flag given in ``values`` (parsed args or the summary's config):
+    ``flag value``, or the flag alone for a switch (``True``; ``False`` and ``None`` pass nothing)."""
+    args: list[str] = []
+    for flag in PASSED_THROUGH:
+        value = values.get(flag.lstrip("-").replace("-", "_"))
+        if value is True:
+            args.append(flag)
+        elif value is not None and value is not False:
+            args += [flag, str(value)]
+    return args
 
 
 def arms(args: argparse.Namespace) -> list[dict[str, str]]:
@@ -126,8 +134,7 @@ def command(arm: dict[str, str], args: argparse.Namespace, policy: str, rm: str,
         cmd += ["--max-completion-length", str(args.max_completion_length)]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
-    for flag, value in passed_through(vars(args)):
-        cmd += [flag, str(value)]
+    cmd += passed_through(vars(args))
     if args.preset == "smoke":  # the smoke preset writes no checkpoint by default; one per step lets a re-run resume
         cmd += ["--save-steps", "1"]
     return cmd
@@ -327,7 +334,7 @@ def render_markdown(config: dict[str, Any], results: list[dict[str, Any]]) -> st
              f"policy `{config['policy']}`, rm `{config['rm']}`, train `{', '.join(sorted(problems))}` "
              f"(first {config['train_limit'] or 'preset'}), held-out `{config['eval_problems']}` "
              f"(first {config['eval_limit'] or 'preset'}), {config['steps']} steps, seed {config['seed']}."]
-    asked = [f"{flag} {value}" for flag, value in passed_through(config)]
+    asked = passed_through(config)
     if asked:
         lines.append(f"Over the preset: `{' '.join(asked)}`.")
     if config["no_tests_arm"]:
@@ -445,6 +452,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grad-accum", type=int, default=None,
                    help="codescaler rl --grad-accum (prompts a step = batch size x this / num generations)")
     p.add_argument("--eval-every", type=int, default=None, help="codescaler rl --eval-every (0: step 0 and the end)")
+    p.add_argument("--beta", type=float, default=None, help="codescaler rl --beta (KL to the starting policy)")
+    p.add_argument("--mask-truncated", action="store_true", default=None,
+                   help="codescaler rl --mask-truncated (cut completions left out of the loss)")
     args = p.parse_args(argv)
     if args.smoke and args.preset not in (None, "smoke"):
         p.error("--smoke runs the smoke preset; drop --preset or pass --preset smoke")

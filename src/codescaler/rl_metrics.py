@@ -273,6 +273,8 @@ def make_metrics_callback(output: Path, reward_names: Sequence[str], evaluate: A
                    "pass_rate": logs.get("tests/pass_rate"),
                    "response_length_mean": logs.get("completions/mean_length"),
                    "groups_zero_std": logs.get("frac_reward_zero_std"),  # groups with no GRPO signal
+                   "truncated_rate": logs.get("completions/clipped_ratio"),  # cut at max_completion_length
+                   "kl": logs.get("kl"),  # to the starting policy; logged by TRL only when beta > 0
                    "grad_norm": logs.get("grad_norm"), "learning_rate": logs.get("learning_rate"),
                    "wall_s": round(now - self.start, 3), "step_s": round(now - self.last, 3)}
             if clock is not None:

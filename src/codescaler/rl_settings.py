@@ -62,7 +62,8 @@ _OWN_KEYS = ("lora", "eval_every", "train_limit", "easiest_first", "eval_limit",
 # GRPOConfig field -> the CLI flag that sets it, for messages.
 FLAGS = {"per_device_train_batch_size": "--batch-size", "num_generations": "--num-generations",
          "learning_rate": "--lr", "max_completion_length": "--max-completion-length", "save_steps": "--save-steps",
-         "train_limit": "--limit", "gradient_accumulation_steps": "--grad-accum", "lr_scheduler_type": "--lr-scheduler"}
+         "train_limit": "--limit", "gradient_accumulation_steps": "--grad-accum", "lr_scheduler_type": "--lr-scheduler",
+         "beta": "--beta", "mask_truncated_completions": "--mask-truncated"}
 # GRPOConfig overrides that count something (>= 1), in the order the flags are checked.
 _COUNTED_OVERRIDES = ("max_completion_length", "per_device_train_batch_size", "num_generations", "save_steps",
                       "gradient_accumulation_steps")
@@ -115,6 +116,10 @@ class RLSettings:
         schedule = self.overrides.get("lr_scheduler_type")
         if schedule is not None and schedule not in LR_SCHEDULERS:
             raise InputError(f"--lr-scheduler: unknown schedule {schedule!r}", fix=f"use one of: {', '.join(LR_SCHEDULERS)}")
+        beta = self.overrides.get("beta")
+        if beta is not None and not beta >= 0:  # also refuses NaN
+            raise InputError(f"--beta must be >= 0, got {beta}",
+                             fix="pass 0 (no KL term, the presets') or a small coefficient such as 0.04")
         if self.reward not in REWARDS:
             raise InputError(f"--reward: unknown reward {self.reward!r}", fix=f"use one of: {', '.join(REWARDS)}")
         if self.eval_every is not None and self.eval_every < 0:

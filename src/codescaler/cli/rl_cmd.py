@@ -62,6 +62,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grad-accum", type=int, default=None, metavar="K",
                    help="gradient accumulation steps (override the preset): a step's rollouts are "
                    "--batch-size x K completions, optimised --batch-size at a time")
+    p.add_argument("--beta", type=float, default=None,
+                   help="KL coefficient to the starting policy (GRPOConfig beta; with LoRA the reference is the "
+                   "policy with its adapter disabled, no second model; default: the preset's, 0)")
+    p.add_argument("--mask-truncated", action="store_true", default=None,
+                   help="leave completions cut at --max-completion-length out of the loss (GRPOConfig "
+                   "mask_truncated_completions): a cut answer scores 0 and would otherwise teach brevity")
     p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (override the preset; smoke: none)")
     p.add_argument("--workers", type=int, default=None, help="execution workers (default: CPU count)")
     options.add_data_dir(p)
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         ("max_completion_length", args.max_completion_length), ("per_device_train_batch_size", args.batch_size),
         ("num_generations", args.num_generations), ("learning_rate", args.lr), ("save_steps", args.save_steps),
         ("lr_scheduler_type", args.lr_scheduler), ("gradient_accumulation_steps", args.grad_accum),
+        ("beta", args.beta), ("mask_truncated_completions", args.mask_truncated),
     ) if value is not None}
     eval_problems = None if str(args.eval_problems).lower() == "none" else args.eval_problems
     settings = RLSettings(
