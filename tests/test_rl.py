@@ -298,6 +298,8 @@ def test_vllm_flags_set_trls_grpo_config_fields(tmp_path: Path, flags: list[str]
     ({"overrides": {"gradient_accumulation_steps": 0}}, "--grad-accum must be >= 1, got 0"),
     ({"overrides": {"lr_scheduler_type": "warmup_stable"}},
      "--lr-scheduler: unknown schedule 'warmup_stable' (use one of: linear, constant"),
+    ({"overrides": {"beta": -0.1}}, "--beta must be >= 0, got -0.1"),
+    ({"overrides": {"beta": float("nan")}}, "--beta must be >= 0, got nan"),
 ])
 def test_rl_settings_validate_names_the_flag_and_the_fix_in_one_line(tmp_path: Path, kw: dict, message: str) -> None:
     with pytest.raises(InputError) as err:
@@ -335,6 +337,7 @@ def test_lr_schedule_and_accumulation_flags_reach_trls_config_and_the_experiment
     config = grpo_config(*_resolve(settings)[:2])
     assert (config.learning_rate, config.lr_scheduler_type.value, config.gradient_accumulation_steps) == (2e-4, "constant", 2)
     assert config.generation_batch_size == 8       # 2 prompts x 4 rollouts a step, optimised 4 at a time
+    assert (config.beta, config.mask_truncated_completions) == (0.0, False)   # the presets': no KL, cut answers count
 
     spec = importlib.util.spec_from_file_location("rl_experiment", Path(__file__).parents[1] / "benchmarks" / "rl_experiment.py")
     experiment = importlib.util.module_from_spec(spec)
@@ -343,6 +346,33 @@ def test_lr_schedule_and_accumulation_flags_reach_trls_config_and_the_experiment
     cmd = experiment.command({"arm": "rm", "reward": "rm", "problems": "mbpp-train"}, eargs, "p", "r", tmp_path / "x" / "rm")
     assert " ".join(cmd).endswith("--lr 0.0002 --lr-scheduler constant --grad-accum 2 --eval-every 0")
     assert "--batch-size" not in cmd        # not given: the preset's
+    assert "--beta" not in cmd and "--mask-truncated" not in cmd
+
+
+def test_kl_and_truncation_flags_reach_trls_config_and_the_experiment_passes_them_on(tmp_path: Path) -> None:
+    import importlib.util
+
+    from codescaler.cli import build_parser
+    from codescaler.rl import grpo_config
+    from codescaler.rl_settings import resolve_settings as _resolve
+
+    args = build_parser().parse_args(["rl", "--output-dir", str(tmp_path / "run"), "--preset", "cpu",
+                                      "--beta", "0.04", "--mask-truncated"])
+    assert (args.beta, args.mask_truncated) == (0.04, True)
+    settings = RLSettings(output=args.output_dir, preset="cpu",
+                          overrides={"beta": args.beta, "mask_truncated_completions": args.mask_truncated})
+    settings.validate()
+    config = grpo_config(*_resolve(settings)[:2])
+    assert (config.beta, config.mask_truncated_completions) == (0.04, True)
+
+    spec = importlib.util.spec_from_file_location("rl_experiment", Path(__file__).parents[1] / "benchmarks" / "rl_experiment.py")
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    eargs = experiment.parse_args(["--out", str(tmp_path / "x"), "--preset", "cpu", "--beta", "0.04", "--mask-truncated"])
+    cmd = experiment.command({"arm": "rm", "reward": "rm", "problems": "mbpp-train"}, eargs, "p", "r", tmp_path / "x" / "rm")
+    assert " ".join(cmd).endswith("--beta 0.04 --mask-truncated")   # a switch passes as the flag alone
+    again = build_parser().parse_args(["rl", *cmd[cmd.index("--output-dir"):]])
+    assert (again.beta, again.mask_truncated) == (0.04, True)       # and the arm's command line parses back
 
 
 def test_a_vllm_server_that_is_not_a_url_is_refused_before_any_model_loads(tmp_path: Path) -> None:

@@ -185,7 +185,13 @@ def test_lora_grpo_saves_adapter_only_checkpoints_reloads_them_and_resumes_after
     other.mkdir()
     stale = [{**step0, "step": 0, "eval_key": "another-policy", "pass_at_1": 0.5}, step0, {**step0, "step": 7}]
     (other / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale), encoding="utf-8")
-    run_rl(replace(settings, output=other, reward="tests", max_steps=1))
+    # (with a KL term to the starting policy and cut answers masked: TRL logs kl, the rows carry it)
+    run_rl(replace(settings, output=other, reward="tests", max_steps=1,
+                   overrides={**settings.overrides, "beta": 0.04, "mask_truncated_completions": True}))
+    other_rows = _rows(other / "metrics.jsonl")
+    assert [r["step"] for r in other_rows] == [1]
+    assert math.isfinite(other_rows[0]["kl"]) and 0 <= other_rows[0]["truncated_rate"] <= 1, other_rows
+    assert "kl" in rows[0] and rows[0]["kl"] is None    # beta 0: no reference pass, no kl
     evals = _rows(other / "eval.jsonl")
     assert [e["step"] for e in evals] == [0, 1] and evals[0] == step0  # reused as written, not recomputed
     assert evals[1]["eval_key"] == step0["eval_key"] and evals[1]["seconds"] > 0
