@@ -57,9 +57,13 @@ logger = logging.getLogger("rl_experiment")
 
 
 def _rows(path: Path) -> list[dict]:
+    """The rows of a run's JSONL file; none when it is not there yet, and a torn last line (a run killed
+    mid-write) skipped with a warning."""
+    from codescaler.data.artifacts import read_jsonl
+
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    return [row for _, row in read_jsonl(path, tolerate_torn_tail=True)]
 
 
 def _smoke_models(out: Path) -> tuple[str, str]:
