@@ -35,19 +35,30 @@ def run_tests(problems: Sequence[Problem], responses: Sequence[str], options: Ex
 
 def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], *, max_new_tokens: int,
                        batch_size: int, options: ExecuteOptions, sampling: SamplingConfig,
-                       with_answers: bool = False) -> dict[str, Any]:
-    """Greedy pass@1 of ``model`` on ``problems``: one response each, strict extraction, hidden tests.
+                       with_answers: bool = False, samples: int = 0, temperature: float = 0.6,
+                       top_p: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Pass@1 of ``model`` on ``problems``, strict extraction, hidden tests.
 
-    ``with_answers`` adds ``answers``: per problem its ``task_id``, ``status``, ``tokens`` (generated,
-    up to the end of the answer) and ``response``."""
+    By default one greedy response a problem. ``samples`` K >= 1 instead draws K responses a problem at
+    ``temperature`` / ``top_p`` (the rollouts' decoding; seeded with ``seed``) and ``pass_at_1`` is the mean
+    over all of them, as GRPO's sampled policy would answer. ``with_answers`` adds ``answers``: per
+    response its ``task_id``, ``status``, ``tokens`` (generated, up to the end of the answer), ``response``
+    and, when sampling, ``sample`` (0..K-1)."""
     import torch
 
+    if samples < 0:
+        raise ValueError(f"samples must be >= 0, got {samples}")
+    draws = max(1, samples)
+    decoding: dict[str, Any] = (dict(do_sample=True, temperature=temperature, top_p=top_p, num_return_sequences=draws)
+                                if samples else dict(do_sample=False))
     was_training = model.training
     model.eval()
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     responses: list[str] = []
     lengths: list[int] = []
+    if samples:
+        torch.manual_seed(seed)
     try:
         for start in range(0, len(problems), batch_size):
             chunk = problems[start:start + batch_size]
@@ -55,24 +66,29 @@ def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], 
                                                    add_generation_prompt=True) for p in chunk]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.inference_mode():
-                out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                                     pad_token_id=tokenizer.pad_token_id)
-            generated = out[:, enc["input_ids"].shape[1]:]
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                     **decoding)
+            generated = out[:, enc["input_ids"].shape[1]:]   # a prompt's K draws are consecutive rows
             responses.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
             lengths.extend(int(n) for n in (generated != tokenizer.pad_token_id).sum(dim=1))
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    statuses = run_tests(problems, responses, replace(options, extract_mode=ExtractMode.STRICT))
+    asked = [p for p in problems for _ in range(draws)]
+    statuses = run_tests(asked, responses, replace(options, extract_mode=ExtractMode.STRICT))
     n = len(statuses)
     valid = sum(extract_code(r, Language.parse(p.language).value, ExtractMode.STRICT).valid
-                for p, r in zip(problems, responses, strict=True))
+                for p, r in zip(asked, responses, strict=True))
     result: dict[str, Any] = {"pass_at_1": sum(s == Status.PASSED for s in statuses) / n if n else None,
-                              "valid_rate": valid / n if n else None, "n": n,
-                              "passed": [p.task_id for p, s in zip(problems, statuses, strict=True) if s == Status.PASSED]}
+                              "valid_rate": valid / n if n else None, "n": len(problems),
+                              "passed": sorted({p.task_id for p, s in zip(asked, statuses, strict=True)
+                                                if s == Status.PASSED}, key=[p.task_id for p in problems].index)}
+    if samples:
+        result.update(samples=draws, temperature=temperature, top_p=top_p, seed=seed)
     if with_answers:
-        result["answers"] = [{"task_id": p.task_id, "status": s.value, "tokens": k, "response": r}
-                             for p, s, k, r in zip(problems, statuses, lengths, responses, strict=True)]
+        result["answers"] = [{"task_id": p.task_id, **({"sample": i % draws} if samples else {}), "status": s.value,
+                              "tokens": k, "response": r}
+                             for i, (p, s, k, r) in enumerate(zip(asked, statuses, lengths, responses, strict=True))]
     return result
 
 
