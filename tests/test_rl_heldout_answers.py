@@ -51,3 +51,49 @@ def test_base_and_every_arms_adapter_answer_the_held_out_problems_once(tmp_path:
     again = _run(out, tiny_policy, shared_data)
     assert again.returncode == 0 and "0 of 2 passed\n" not in again.stdout      # no model evaluated again
     assert (out / "heldout_answers.jsonl").read_bytes() == before
+
+
+def _load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rl_heldout_answers", ROOT / "benchmarks" / "rl_heldout_answers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sign_test_and_paired_change_by_hand() -> None:
+    script = _load_script()
+    assert script.sign_test(0, 6) == pytest.approx(2 / 64)
+    assert script.sign_test(2, 9) == pytest.approx(2 * (1 + 11 + 55) / 2048)   # 0.065
+    assert script.sign_test(3, 3) == 1.0 and script.sign_test(0, 0) == 1.0
+    change = script.paired_change({"a": 1, "b": 4, "c": 2, "d": 0}, {"a": 3, "b": 4, "c": 1, "e": 4})
+    assert (change["problems"], change["rose"], change["fell"]) == (3, 1, 1)   # d and e: measured by one side
+    assert change["mean"] == pytest.approx(1 / 3)
+    assert change["se"] == pytest.approx((((2 - 1 / 3) ** 2 + (1 / 3) ** 2 + (4 / 3) ** 2) / 2 / 3) ** 0.5)
+
+
+def test_sampled_answers_k_a_problem_are_seeded_and_compared_per_problem(tmp_path: Path, tiny_policy: Path,
+                                                                         shared_data: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "exp"
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(out / "tests" / "final")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
+                           "--policy", str(tiny_policy), "--eval-limit", "2", "--max-new-tokens", "8",
+                           "--samples", "3", "--batch-size", "2"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (out / "heldout_answers.jsonl").exists()           # greedy answers live in their own file
+    rows = [json.loads(line) for line in (out / "heldout_samples.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["task_id"], r["sample"]) for r in rows[:6]] == [
+        ("base", t, k) for t in ("Mbpp/511", "Mbpp/512") for k in range(3)]
+    assert [r["model"] for r in rows[6:]] == ["tests"] * 6
+    assert len({r["response"] for r in rows[:3]}) > 1               # sampled: a problem's draws differ
+    # the same seed and a fresh adapter (B = 0, the same function): the same draws as the base policy
+    assert [r["response"] for r in rows[:6]] == [r["response"] for r in rows[6:]]
+    assert ("tests: 0 of 6 answers passed (0.000); per problem vs base: 0 rose, 0 fell, mean +0.000 +- 0.000 "
+            "passing answers, sign test p = 1.00") in done.stdout
