@@ -10,13 +10,15 @@ base policy with the statuses of the lost answers and the mean answer length.
 
 ``--samples K`` measures the policy GRPO trains instead of its mode: K answers a problem at the rollouts'
 decoding (temperature 0.6, top-p 0.95, seeded), written to ``<out>/heldout_samples.jsonl`` (with
-``sample``), and prints each model's pass rate over all answers and, per arm against the base policy, the
-problems whose pass count rose and fell, the mean change in passing answers a problem with its standard
-error (paired by problem), and a two-sided sign test over the problems that changed. Greedy pass@1 flips
+``sample`` and ``seed``; another ``--seed`` adds K more answers a problem to the same file), and prints
+each model's pass rate over all its answers and, per arm against the base policy, the problems whose pass
+rate rose and fell, the mean change of a problem's pass rate with its standard error (paired by problem),
+and a two-sided sign test over the problems that changed. Greedy pass@1 flips
 with any small change of the weights on problems the policy half-knows; the sampled rate moves smoothly.
 
     python benchmarks/rl_heldout_answers.py --out runs/rl-filtered --eval-limit 90
     python benchmarks/rl_heldout_answers.py --out runs/rl-filtered --eval-limit 90 --samples 4
+    python benchmarks/rl_heldout_answers.py --out runs/rl-filtered --eval-limit 90 --samples 4 --seed 1 --models base,tests
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ def sign_test(up: int, down: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def paired_change(base: dict[str, int], arm: dict[str, int]) -> dict[str, Any]:
-    """Passing answers a problem, arm minus base (problems both measured): the problems that rose and
-    fell, the mean change with its standard error, and the sign test over the problems that changed."""
+def paired_change(base: dict[str, float], arm: dict[str, float]) -> dict[str, Any]:
+    """A problem's pass rate (or count), arm minus base, over the problems both measured: the problems that
+    rose and fell, the mean change with its standard error, and the sign test over the problems that changed."""
     common = sorted(set(base) & set(arm))
     diffs = [arm[t] - base[t] for t in common]
     n = len(diffs)
@@ -99,22 +101,32 @@ def main(argv: list[str] | None = None) -> int:
                     help="K sampled answers a problem instead of one greedy answer (heldout_samples.jsonl)")
     ap.add_argument("--temperature", type=float, default=0.6, help="with --samples (the presets' rollouts: 0.6)")
     ap.add_argument("--top-p", type=float, default=0.95, help="with --samples (the presets' rollouts: 0.95)")
-    ap.add_argument("--seed", type=int, default=0, help="with --samples")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="with --samples; each seed's answers are kept beside the others' (default %(default)s)")
+    ap.add_argument("--models", default=None, metavar="NAMES",
+                    help="comma-separated models to answer: base and/or arm folder names (default: all)")
     a = ap.parse_args(argv)
     if a.samples < 0:
         ap.error(f"--samples must be >= 0, got {a.samples}")
     problems = load_problem_set(a.eval_problems, a.data_dir, for_training=False)[:a.eval_limit]
     sampled = dict(samples=a.samples, temperature=a.temperature, top_p=a.top_p, seed=a.seed) if a.samples else {}
     path = a.out / ("heldout_samples.jsonl" if a.samples else "heldout_answers.jsonl")
-    done = {r["model"] for r in _rows(path)}
+    done = {r["model"] for r in _rows(path) if r.get("seed", 0) == a.seed or not a.samples}
     models = [(BASE, None)] + [(d.name, d / "final") for d in sorted(a.out.iterdir())
                                if (d / "final" / "adapter_config.json").is_file()]
+    if a.models is not None:
+        asked = [m for m in a.models.split(",") if m]
+        unknown = sorted(set(asked) - {name for name, _ in models})
+        if unknown:
+            ap.error(f"--models: no model {unknown[0]!r} in {a.out} (base, or an arm folder with final/adapter_config.json)")
+        models = [(name, adapter) for name, adapter in models if name in asked]
     policy = resolve_model(a.policy)
     for name, adapter in models:
         if name in done:
             continue
         rows = answers_for(policy, adapter, problems, a.batch_size, a.max_new_tokens, **sampled)
-        atomic_write_jsonl(path, _rows(path) + [{"model": name, **r} for r in rows])  # whole models only
+        seed = {"seed": a.seed} if a.samples else {}
+        atomic_write_jsonl(path, _rows(path) + [{"model": name, **seed, **r} for r in rows])  # whole models only
         print(f"{name}: {sum(r['status'] == 'passed' for r in rows)} of {len(rows)} passed", flush=True)
     if a.samples:
         report_samples(_rows(path))
@@ -138,19 +150,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def report_samples(rows: list[dict]) -> None:
     """Per model the sampled pass rate; per arm its paired change against the base policy."""
-    counts: dict[str, dict[str, int]] = {}
-    totals: Counter[str] = Counter()
+    passes: dict[str, Counter[str]] = {}
+    draws: dict[str, Counter[str]] = {}
     for r in rows:
-        per = counts.setdefault(r["model"], {})
-        per[r["task_id"]] = per.get(r["task_id"], 0) + (r["status"] == "passed")
-        totals[r["model"]] += 1
-    base = counts.get(BASE, {})
-    for name, per in counts.items():
-        line = f"{name}: {sum(per.values())} of {totals[name]} answers passed ({sum(per.values()) / totals[name]:.3f})"
+        passes.setdefault(r["model"], Counter())[r["task_id"]] += r["status"] == "passed"
+        draws.setdefault(r["model"], Counter())[r["task_id"]] += 1
+    rates = {m: {t: passes[m][t] / n for t, n in per.items()} for m, per in draws.items()}
+    base = rates.get(BASE, {})
+    for name, per in draws.items():
+        total, passed = sum(per.values()), sum(passes[name].values())
+        seeds = sorted({r.get("seed", 0) for r in rows if r["model"] == name})
+        line = f"{name}: {passed} of {total} answers passed ({passed / total:.3f}; seeds {seeds})"
         if name != BASE and base:
-            c = paired_change(base, per)
-            line += (f"; per problem vs base: {c['rose']} rose, {c['fell']} fell, mean {c['mean']:+.3f} "
-                     f"+- {c['se']:.3f} passing answers, sign test p = {c['p']:.2f}")
+            c = paired_change(base, rates[name])
+            line += (f"; per problem vs base: {c['rose']} rose, {c['fell']} fell, pass rate {c['mean']:+.3f} "
+                     f"+- {c['se']:.3f}, sign test p = {c['p']:.2f}")
         print(line)
 
 

@@ -95,5 +95,22 @@ def test_sampled_answers_k_a_problem_are_seeded_and_compared_per_problem(tmp_pat
     assert len({r["response"] for r in rows[:3]}) > 1               # sampled: a problem's draws differ
     # the same seed and a fresh adapter (B = 0, the same function): the same draws as the base policy
     assert [r["response"] for r in rows[:6]] == [r["response"] for r in rows[6:]]
-    assert ("tests: 0 of 6 answers passed (0.000); per problem vs base: 0 rose, 0 fell, mean +0.000 +- 0.000 "
-            "passing answers, sign test p = 1.00") in done.stdout
+    assert ("tests: 0 of 6 answers passed (0.000; seeds [0]); per problem vs base: 0 rose, 0 fell, "
+            "pass rate +0.000 +- 0.000, sign test p = 1.00") in done.stdout
+    assert all(r["seed"] == 0 for r in rows)
+
+    # another seed adds K more answers a problem for the models asked, beside seed 0's
+    more = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
+                           "--policy", str(tiny_policy), "--eval-limit", "2", "--max-new-tokens", "8",
+                           "--samples", "3", "--batch-size", "2", "--seed", "1", "--models", "base"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
+    assert more.returncode == 0, more.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "heldout_samples.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["seed"]) for r in rows[12:]] == [("base", 1)] * 6 and len(rows) == 18
+    assert [r["response"] for r in rows[12:]] != [r["response"] for r in rows[:6]]   # other draws
+    assert "base: 0 of 12 answers passed (0.000; seeds [0, 1])" in more.stdout
+    assert "tests: 0 of 6 answers passed (0.000; seeds [0])" in more.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
+                          "--policy", str(tiny_policy), "--samples", "3", "--models", "rm"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
+    assert bad.returncode == 2 and "--models: no model 'rm'" in bad.stderr
