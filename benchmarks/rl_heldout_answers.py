@@ -1,6 +1,7 @@
 """What a GRPO experiment's arms gained and lost on the held-out set, answer by answer.
 
-For the base policy and each arm's final adapter (``<out>/<arm>/final``), greedy answers on the held-out
+For the base policy and each arm's final adapter (``<out>/<arm>/final``; ``--checkpoint checkpoint-N``: that
+checkpoint's, named ``<arm>@checkpoint-N``), greedy answers on the held-out
 problems through the in-run eval's own code path (``rl_metrics.evaluate_pass_at_1``: the same dtype rule,
 batches, prompt and decoding as ``codescaler rl``'s eval.jsonl rows, so a rerun of a deterministic CPU eval
 reproduces those rows), each with its sandbox status. Writes ``<out>/heldout_answers.jsonl`` (one row
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-p", type=float, default=0.95, help="with --samples (the presets' rollouts: 0.95)")
     ap.add_argument("--seed", type=int, default=0,
                     help="with --samples; each seed's answers are kept beside the others' (default %(default)s)")
+    ap.add_argument("--checkpoint", default="final", metavar="NAME",
+                    help="each arm's adapter folder to answer with: final (default) or checkpoint-N (named ARM@checkpoint-N)")
     ap.add_argument("--models", default=None, metavar="NAMES",
                     help="comma-separated models to answer: base and/or arm folder names (default: all)")
     a = ap.parse_args(argv)
@@ -112,13 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     sampled = dict(samples=a.samples, temperature=a.temperature, top_p=a.top_p, seed=a.seed) if a.samples else {}
     path = a.out / ("heldout_samples.jsonl" if a.samples else "heldout_answers.jsonl")
     done = {r["model"] for r in _rows(path) if r.get("seed", 0) == a.seed or not a.samples}
-    models = [(BASE, None)] + [(d.name, d / "final") for d in sorted(a.out.iterdir())
-                               if (d / "final" / "adapter_config.json").is_file()]
+    suffix = "" if a.checkpoint == "final" else f"@{a.checkpoint}"   # another checkpoint: its own model name
+    models = [(BASE, None)] + [(d.name + suffix, d / a.checkpoint) for d in sorted(a.out.iterdir())
+                               if (d / a.checkpoint / "adapter_config.json").is_file()]
     if a.models is not None:
         asked = [m for m in a.models.split(",") if m]
         unknown = sorted(set(asked) - {name for name, _ in models})
         if unknown:
-            ap.error(f"--models: no model {unknown[0]!r} in {a.out} (base, or an arm folder with final/adapter_config.json)")
+            ap.error(f"--models: no model {unknown[0]!r} in {a.out} (base, or an arm folder with {a.checkpoint}/adapter_config.json)")
         models = [(name, adapter) for name, adapter in models if name in asked]
     policy = resolve_model(a.policy)
     for name, adapter in models:

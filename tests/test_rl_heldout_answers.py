@@ -52,6 +52,17 @@ def test_base_and_every_arms_adapter_answer_the_held_out_problems_once(tmp_path:
     assert again.returncode == 0 and "0 of 2 passed\n" not in again.stdout      # no model evaluated again
     assert (out / "heldout_answers.jsonl").read_bytes() == before
 
+    # an earlier checkpoint answers under its own name, beside the final adapters
+    model.save_pretrained(out / "tests" / "checkpoint-2")
+    mid = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
+                          "--policy", str(tiny_policy), "--eval-limit", "2", "--max-new-tokens", "8",
+                          "--checkpoint", "checkpoint-2", "--models", "tests@checkpoint-2"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
+    assert mid.returncode == 0, mid.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "heldout_answers.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in rows] == ["base"] * 2 + ["tests"] * 2 + ["tests@checkpoint-2"] * 2
+    assert "tests@checkpoint-2: 0 of 2 passed\n" in mid.stdout
+
 
 def _load_script():
     import importlib.util
