@@ -125,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--models: no model {unknown[0]!r} in {a.out} (base, or an arm folder with {a.checkpoint}/adapter_config.json)")
         models = [(name, adapter) for name, adapter in models if name in asked]
     policy = resolve_model(a.policy)
+    seed = {"seed": a.seed} if a.samples else {}   # sampled rows say which draws they are
     for name, adapter in models:
         if name in done:
             continue
         rows = answers_for(policy, adapter, problems, a.batch_size, a.max_new_tokens, **sampled)
-        seed = {"seed": a.seed} if a.samples else {}
         atomic_write_jsonl(path, _rows(path) + [{"model": name, **seed, **r} for r in rows])  # whole models only
         print(f"{name}: {sum(r['status'] == 'passed' for r in rows)} of {len(rows)} passed", flush=True)
     if a.samples:

@@ -22,21 +22,27 @@ def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("policy"), arch="qwen2", kind="causal", seed=1)
 
 
-def _run(out: Path, policy: Path, data: Path) -> subprocess.CompletedProcess[str]:
+def _run(out: Path, policy: Path, data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The script as a user runs it: 2 held-out problems, 8 new tokens, and ``extra`` flags."""
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
-                           "--policy", str(policy), "--eval-limit", "2", "--max-new-tokens", "8"],
+                           "--policy", str(policy), "--eval-limit", "2", "--max-new-tokens", "8", *extra],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(data)})
+
+
+def _fresh_adapter(policy: Path, folder: Path) -> None:
+    """A new LoRA adapter of ``policy`` (B = 0: the base policy's function) saved in ``folder``."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(policy),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(folder)
 
 
 def test_base_and_every_arms_adapter_answer_the_held_out_problems_once(tmp_path: Path, tiny_policy: Path,
                                                                        shared_data: Path) -> None:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     out = tmp_path / "exp"
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy),
-                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
-    model.save_pretrained(out / "tests" / "final")
+    _fresh_adapter(tiny_policy, out / "tests" / "final")
     (out / "rm").mkdir()                          # an arm without a final adapter (still running) is skipped
     done = _run(out, tiny_policy, shared_data)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -53,11 +59,8 @@ def test_base_and_every_arms_adapter_answer_the_held_out_problems_once(tmp_path:
     assert (out / "heldout_answers.jsonl").read_bytes() == before
 
     # an earlier checkpoint answers under its own name, beside the final adapters
-    model.save_pretrained(out / "tests" / "checkpoint-2")
-    mid = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
-                          "--policy", str(tiny_policy), "--eval-limit", "2", "--max-new-tokens", "8",
-                          "--checkpoint", "checkpoint-2", "--models", "tests@checkpoint-2"],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
+    _fresh_adapter(tiny_policy, out / "tests" / "checkpoint-2")
+    mid = _run(out, tiny_policy, shared_data, "--checkpoint", "checkpoint-2", "--models", "tests@checkpoint-2")
     assert mid.returncode == 0, mid.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "heldout_answers.jsonl").read_text().splitlines()]
     assert [r["model"] for r in rows] == ["base"] * 2 + ["tests"] * 2 + ["tests@checkpoint-2"] * 2
@@ -86,17 +89,9 @@ def test_sign_test_and_paired_change_by_hand() -> None:
 
 def test_sampled_answers_k_a_problem_are_seeded_and_compared_per_problem(tmp_path: Path, tiny_policy: Path,
                                                                          shared_data: Path) -> None:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     out = tmp_path / "exp"
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy),
-                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
-    model.save_pretrained(out / "tests" / "final")
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
-                           "--policy", str(tiny_policy), "--eval-limit", "2", "--max-new-tokens", "8",
-                           "--samples", "3", "--batch-size", "2"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
+    _fresh_adapter(tiny_policy, out / "tests" / "final")
+    done = _run(out, tiny_policy, shared_data, "--samples", "3", "--batch-size", "2")
     assert done.returncode == 0, done.stderr[-2000:]
     assert not (out / "heldout_answers.jsonl").exists()           # greedy answers live in their own file
     rows = [json.loads(line) for line in (out / "heldout_samples.jsonl").read_text().splitlines()]
@@ -111,17 +106,12 @@ def test_sampled_answers_k_a_problem_are_seeded_and_compared_per_problem(tmp_pat
     assert all(r["seed"] == 0 for r in rows)
 
     # another seed adds K more answers a problem for the models asked, beside seed 0's
-    more = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
-                           "--policy", str(tiny_policy), "--eval-limit", "2", "--max-new-tokens", "8",
-                           "--samples", "3", "--batch-size", "2", "--seed", "1", "--models", "base"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
+    more = _run(out, tiny_policy, shared_data, "--samples", "3", "--batch-size", "2", "--seed", "1", "--models", "base")
     assert more.returncode == 0, more.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "heldout_samples.jsonl").read_text().splitlines()]
     assert [(r["model"], r["seed"]) for r in rows[12:]] == [("base", 1)] * 6 and len(rows) == 18
     assert [r["response"] for r in rows[12:]] != [r["response"] for r in rows[:6]]   # other draws
     assert "base: 0 of 12 answers passed (0.000; seeds [0, 1])" in more.stdout
     assert "tests: 0 of 6 answers passed (0.000; seeds [0])" in more.stdout
-    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_heldout_answers.py"), "--out", str(out),
-                          "--policy", str(tiny_policy), "--samples", "3", "--models", "rm"],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "CODESCALER_DATA": str(shared_data)})
+    bad = _run(out, tiny_policy, shared_data, "--samples", "3", "--models", "rm")
     assert bad.returncode == 2 and "--models: no model 'rm'" in bad.stderr

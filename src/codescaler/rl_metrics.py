@@ -79,10 +79,10 @@ def evaluate_pass_at_1(model: Any, tokenizer: Any, problems: Sequence[Problem], 
     n = len(statuses)
     valid = sum(extract_code(r, Language.parse(p.language).value, ExtractMode.STRICT).valid
                 for p, r in zip(asked, responses, strict=True))
+    solved = {p.task_id for p, s in zip(asked, statuses, strict=True) if s == Status.PASSED}
     result: dict[str, Any] = {"pass_at_1": sum(s == Status.PASSED for s in statuses) / n if n else None,
                               "valid_rate": valid / n if n else None, "n": len(problems),
-                              "passed": sorted({p.task_id for p, s in zip(asked, statuses, strict=True)
-                                                if s == Status.PASSED}, key=[p.task_id for p in problems].index)}
+                              "passed": [p.task_id for p in problems if p.task_id in solved]}
     if samples:
         result.update(samples=draws, temperature=temperature, top_p=top_p, seed=seed)
     if with_answers:
