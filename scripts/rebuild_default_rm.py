@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Rebuild the shipped default reward model from TRAIN data, in one resumable command.
 
-    nice .venv/bin/python scripts/rebuild_default_rm.py [--exec-budget-s 1500] [--per-source 25]
-        [--target src/codescaler/assets/default_rm_head]
+    .venv/bin/python scripts/rebuild_default_rm.py [--exec-budget-s 1500] [--per-source 25]
+        [--source-pairs leetcode-train:mutant=800 mbpp:mutant=600] [--target runs/rebuilt-rm]
+
+``--target src/codescaler/assets/feature_head_rm`` replaces the shipped feature head (``--rm feature-head``)
+with the rebuilt one; the default writes it under ``runs/`` so that it can be compared first.
 
 Stages (each resumable; rerun the same command after a kill and finished work is reused):
 1. data: ``scripts/build_train_data.py`` (convert TRAIN sources, AST mutants, sandboxed execution in
@@ -29,7 +32,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--exec-budget-s", type=float, default=1500)
     ap.add_argument("--per-source", type=int, default=25)
-    ap.add_argument("--target", type=Path, default=ROOT / "src/codescaler/assets/default_rm_head")
+    ap.add_argument("--source-pairs", nargs="*", default=[], metavar="SOURCE:KIND=N",
+                    help="another training-pair count for some sources (benchmarks/rm_features.py)")
+    ap.add_argument("--target", type=Path, default=ROOT / "runs/rebuilt-rm")
     ap.add_argument("--sets", nargs="+", default=["hep-python", "codex", "rm-bench-python"])
     ap.add_argument("--limit", type=int, default=None, help="first N pairs of each held-out set")
     a = ap.parse_args()
@@ -43,6 +48,8 @@ def main() -> int:
            "--val-per-source", "0", "--sets", *a.sets, "--ship", str(a.target)]
     if a.limit:
         cmd += ["--limit", str(a.limit)]
+    if a.source_pairs:
+        cmd += ["--source-pairs", *a.source_pairs]
     subprocess.run(cmd, check=True)
     times["features_heads_ship"] = round(time.monotonic() - started, 1)
     meta_path = a.target / "codescaler.json"
