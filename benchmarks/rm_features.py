@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                                  batch_size=a.batch_size)
     lazy = LazyExtractor(settings.backbone, lambda w, sha: spec_for(settings, hidden_size=w, sha256=sha),
                          batch_size=a.batch_size, dtype=None)
-    cache = FeatureCache(a.cache_dir, lazy.spec)
+    cache = FeatureCache(a.cache_dir, lazy.spec, lazy.precision)
     items: list[tuple[str, str]] = []
     for ex in train + val:
         items += [(ex.prompt, ex.chosen_code), (ex.prompt, ex.rejected_code)]

@@ -170,7 +170,7 @@ def analyse(a: Any) -> int:
     settings = HeadTrainSettings(pairs=(a.train_pairs,), output=a.output_dir, layers=LAYERS, max_length=768)
     lazy = LazyExtractor(settings.backbone, lambda w, sha: spec_for(settings, hidden_size=w, sha256=sha),
                          batch_size=8, dtype=None)
-    cache = FeatureCache(a.cache_dir, lazy.spec)
+    cache = FeatureCache(a.cache_dir, lazy.spec, lazy.precision)
     names, groups_of = cache.spec.names(), cache.spec.groups()
 
     def rows(pairs: list[Any], side: str) -> Any:

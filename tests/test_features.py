@@ -147,6 +147,29 @@ def test_features_of_another_backbone_are_never_mixed_in(loaded, tiny_lm, tmp_pa
         FeatureExtractor.load(other)
 
 
+def test_rows_of_another_precision_are_never_mixed_in(loaded, tiny_lm, tmp_path):
+    """bf16 rows (a CPU with AMX, say) and float32 rows of the same spec live apart, and an extractor
+    running in one precision cannot fill the other's cache."""
+    import copy
+
+    from codescaler.head_training import LazyExtractor
+
+    model, tok, sha = loaded
+    spec = _spec(tiny_lm, sha)
+    prompts, codes = _items()
+    fp32 = FeatureCache(tmp_path, spec)
+    bf16 = FeatureCache(tmp_path, spec, "bfloat16")
+    assert fp32.folder != bf16.folder and bf16.folder.name.endswith(".bfloat16")
+    fx16 = FeatureExtractor(copy.deepcopy(model).to(torch.bfloat16), tok, spec)
+    with pytest.raises(InputError, match="holds float32 rows and the extractor runs in bfloat16"):
+        fp32.fill(fx16, prompts, codes)
+    assert bf16.fill(fx16, prompts[:2], codes[:2]) == 2 and len(FeatureCache(tmp_path, spec)) == 0
+    # the lazy extractor knows its precision before loading anything (a tiny model: float32 unless asked)
+    lazy = LazyExtractor(str(tiny_lm), lambda width, digest: spec, batch_size=2, dtype=None)
+    assert lazy.precision == "float32" == lazy.get().precision
+    assert LazyExtractor(str(tiny_lm), lambda width, digest: spec, batch_size=2, dtype="bf16").precision == "bfloat16"
+
+
 def test_a_spec_field_this_version_cannot_compute_is_refused():
     with pytest.raises(InputError, match="features.attention_rollout"):
         FeatureSpec.from_dict({"backbone": "x", "backbone_sha256": "", "hidden_size": 8, "attention_rollout": True})

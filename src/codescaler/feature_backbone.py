@@ -83,6 +83,16 @@ def load_backbone(name: str, *, device: str | None = None, dtype: Any = None,
     return model.eval(), tokenizer, sha
 
 
+def backbone_precision(name: str, *, device: str | None = None, dtype: Any = None) -> str:
+    """The dtype ``load_backbone(name, device=, dtype=)`` would load in (``"float32"``, ``"bfloat16"``, ...),
+    decided without loading the weights: the feature cache keeps rows of each precision apart."""
+    from codescaler.model_device import pick_dtype, target_device
+
+    folder = backbone_folder(name)
+    chosen = pick_dtype(dtype, target_device(device), _parameter_count(folder))
+    return str(chosen).removeprefix("torch.")
+
+
 def _parameter_count(folder: Path) -> int:
     """Parameters from the weight files' sizes (bytes / bytes per parameter), without loading them."""
     total = sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors")

@@ -1,9 +1,12 @@
 """A content-addressed, resumable on-disk cache of feature rows (L2).
 
-Layout: ``ROOT/<spec key>/spec.json`` + ``part-*.npz`` shards. A row's key is
+Layout: ``ROOT/<spec key>[.<precision>]/spec.json`` + ``part-*.npz`` shards. A row's key is
 ``sha256(spec key, problem, code)``, so a row can only ever be found for the exact backbone weights,
 input format, truncation and feature set that made it (the spec key covers them all): features of
-another backbone or format are never mixed in. Each shard holds ``keys`` and ``rows`` (float16 hidden
+another backbone or format are never mixed in. Rows computed in another precision than float32 (bf16
+on a CPU with AMX, say: a head's scores then differ at Spearman ~0.997) live in a folder of their own
+(``<spec key>.bfloat16``), and ``fill`` refuses an extractor running in another precision than the
+cache's, so a cache shared between machines never mixes them. Each shard holds ``keys`` and ``rows`` (float16 hidden
 states would lose the likelihood sums' precision, so rows are stored as float32) and is written
 atomically (temp file + rename), so a killed run leaves whole shards only; a shard that cannot be read
 (truncated by a full disk, say) is moved aside with a warning and its rows are computed again.
@@ -42,9 +45,10 @@ def row_key(spec_key: str, prompt: str, code: str) -> str:
 class FeatureCache:
     """Rows by (problem, code) for one ``FeatureSpec``; see the module docstring."""
 
-    def __init__(self, root: str | Path, spec: FeatureSpec) -> None:
+    def __init__(self, root: str | Path, spec: FeatureSpec, precision: str = "float32") -> None:
         self.spec = spec
-        self.folder = Path(root) / spec.key[:24]
+        self.precision = precision
+        self.folder = Path(root) / (spec.key[:24] if precision == "float32" else f"{spec.key[:24]}.{precision}")
         self.folder.mkdir(parents=True, exist_ok=True)
         spec_file = self.folder / "spec.json"
         if spec_file.is_file():
@@ -103,6 +107,10 @@ class FeatureCache:
         if extractor.spec.key != self.spec.key:
             raise InputError("the extractor computes another feature spec than this cache holds",
                              field="spec", fix="open the cache with the extractor's spec")
+        if extractor.precision != self.precision:
+            raise InputError(f"this cache holds {self.precision} rows and the extractor runs in {extractor.precision}",
+                             field="dtype", fix=f"open the cache with precision={extractor.precision!r}, or load the "
+                             f"backbone in {self.precision}")
         todo = self.missing(prompts, codes)
         # Group a problem's programs together so prefix sharing works within a chunk.
         todo.sort(key=lambda i: (prompts[i], len(codes[i])))

@@ -88,6 +88,7 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.prefix_sharing = prefix_sharing
         self.device = next(model.parameters()).device
+        self.precision = str(next(model.parameters()).dtype).removeprefix("torch.")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad) if pad is not None else 0
         self._cache_arg = "cache" if "cache" in inspect.signature(self.backbone.forward).parameters \

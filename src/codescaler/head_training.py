@@ -101,6 +101,7 @@ class LazyExtractor:
 
     def __init__(self, backbone: str, spec_of: Callable[[int, str], FeatureSpec], *, batch_size: int,
                  dtype: str | None) -> None:
+        from codescaler.feature_backbone import backbone_precision
         from codescaler.features import load_backbone
 
         self._load = lambda: load_backbone(backbone, dtype=dtype)
@@ -108,6 +109,7 @@ class LazyExtractor:
         self._batch_size = batch_size
         self._extractor: FeatureExtractor | None = None
         self.spec = self._probe_spec(backbone)
+        self.precision = backbone_precision(backbone, dtype=dtype)  # what get() will load in
 
     def _probe_spec(self, backbone: str) -> FeatureSpec:
         import json
@@ -175,7 +177,7 @@ def train_head(settings: HeadTrainSettings, progress: Callable[[int], None] | No
         else ([], None)
     extractor = LazyExtractor(settings.backbone, lambda width, sha: spec_for(settings, hidden_size=width, sha256=sha),
                               batch_size=settings.batch_size, dtype=settings.dtype)
-    cache = FeatureCache(settings.cache_dir, extractor.spec)
+    cache = FeatureCache(settings.cache_dir, extractor.spec, extractor.precision)
     free = free_columns(settings.head.free, extractor.spec)  # refused before any forward pass
     times["read_pairs"] = time.monotonic() - started
     t0 = time.monotonic()

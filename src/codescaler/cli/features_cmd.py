@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     examples, _ = read_all_pairs(settings.pairs, settings.extract_mode)
     extractor = LazyExtractor(settings.backbone, lambda w, sha: spec_for(settings, hidden_size=w, sha256=sha),
                               batch_size=settings.batch_size, dtype=settings.dtype)
-    cache = FeatureCache(settings.cache_dir, extractor.spec)
+    cache = FeatureCache(settings.cache_dir, extractor.spec, extractor.precision)
     prompts = [ex.prompt for ex in examples] * 2
     codes = [ex.chosen_code for ex in examples] + [ex.rejected_code for ex in examples]
     on_total, step, close = feature_progress()
