@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, default=768)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--without-problem", action="store_true",
+                    help="also the code's log-prob under an empty problem (a second, likelihood-only cache) "
+                         "and the heads that use it")
     ap.add_argument("--features-only", action="store_true", help="fill the cache and stop")
     ap.add_argument("--ship", type=Path, default=None, help="write the best-on-validation head checkpoint here")
     ap.add_argument("--scorers", nargs="*", default=[],
@@ -185,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     stats = {"programs_computed": len(todo), "seconds": round(seconds, 1),
              "programs_per_second": round(len(todo) / seconds, 3) if todo and seconds else None}
     print(json.dumps(stats), flush=True)
+    if a.without_problem:
+        cache, stats["without_problem"] = _without_problem(cache, lazy, codes, a)
+        print(json.dumps(stats["without_problem"]), flush=True)
     if a.features_only:
         return 0
     from rm_features_eval import run_ablations
@@ -192,6 +198,33 @@ def main(argv: list[str] | None = None) -> int:
     run_ablations(cache, train, val, sets, sources, out, stats, ship=a.ship, seed=a.seed,
                   checkpoints=tuple(a.scorers), limit=a.limit)
     return 0
+
+
+def _without_problem(cache: Any, lazy: Any, codes: list[str], a: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """Fill a likelihood-only cache of every code under an empty problem (pairs first, then the sets)
+    and return the main rows joined with the four without-problem columns."""
+    from dataclasses import replace
+
+    from codescaler.feature_cache import FeatureCache
+    from codescaler.features import FeatureExtractor
+    from rm_features_eval import WithoutProblemRows
+
+    alone_spec = replace(lazy.spec, layers=(), pooling=(), facts=False)
+    alone = FeatureCache(a.cache_dir, alone_spec, lazy.precision)
+    distinct = list(dict.fromkeys(codes))
+    todo = alone.missing([""] * len(distinct), distinct)
+    started = time.monotonic()
+    if todo:
+        from tqdm import tqdm
+
+        main = lazy.get()
+        extractor = FeatureExtractor(main.model, main.tokenizer, alone_spec, batch_size=a.batch_size)
+        with tqdm(total=len(todo), unit="program", mininterval=30) as bar:
+            alone.fill(extractor, [""] * len(distinct), distinct, bar.update, chunk=64)
+    seconds = time.monotonic() - started
+    return WithoutProblemRows(cache, alone), {
+        "programs_computed": len(todo), "seconds": round(seconds, 1),
+        "programs_per_second": round(len(todo) / seconds, 3) if todo and seconds else None}
 
 
 if __name__ == "__main__":

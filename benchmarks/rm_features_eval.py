@@ -17,6 +17,7 @@ import numpy as np
 MUTANT_SOURCES = ("leetcode-train", "mbpp")
 LIK = ["likelihood"]
 FACTS = ["facts"]
+NOP = ["without_problem"]  # rows of WithoutProblemRows only (rm_features.py --without-problem)
 
 
 def hidden(*layers: int) -> list[str]:
@@ -54,7 +55,37 @@ CONFIGS: dict[str, tuple[Any, ...]] = {
                                                                        "mutant", "free-lp"),
     "hidden 12,18,24 + lik (free) + facts, mutant pairs only": (hidden(12, 18, 24) + LIK + FACTS, "linear", "mutant",
                                                                 "free"),
+    # the code's log-prob under an empty problem, and how much the problem explains it (PMI)
+    "likelihood + no-problem + facts": (LIK + NOP + FACTS, "linear", "all"),
+    "hidden 24 + lik + no-problem + facts": (hidden(24) + LIK + NOP + FACTS, "linear", "all"),
+    "hidden 12,18,24 + lik + no-problem + facts": (hidden(12, 18, 24) + LIK + NOP + FACTS, "linear", "all"),
+    "hidden 12,18,24 + lik + no-problem + facts, lp_mean free": (hidden(12, 18, 24) + LIK + NOP + FACTS, "linear",
+                                                                 "all", "free-lp"),
 }
+
+
+class WithoutProblemRows:
+    """Rows of ``main`` (a FeatureCache) with the four ``without_problem`` columns inserted where a spec
+    with ``without_problem`` puts them (after the likelihood, before the program facts), read from
+    ``alone``: a likelihood-only cache of the same codes under an empty problem. The values are those
+    ``FeatureExtractor`` computes for such a spec (``np_lp_mean``, ``np_lp_sum``, ``pmi_mean``,
+    ``pmi_sum``), without recomputing the main rows."""
+
+    def __init__(self, main: Any, alone: Any) -> None:
+        from dataclasses import replace
+
+        self.main, self.alone = main, alone
+        self.spec = replace(main.spec, without_problem=True)
+        names, alone_names = main.spec.names(), alone.spec.names()
+        self._with = [names.index("lp_mean"), names.index("lp_sum")]
+        self._alone = [alone_names.index("lp_mean"), alone_names.index("lp_sum")]
+        self._at = names.index("log_chars") if main.spec.facts else len(names)
+
+    def get(self, prompts: Any, codes: Any) -> Any:
+        rows = self.main.get(prompts, codes)
+        alone = self.alone.get([""] * len(codes), codes)[:, self._alone]
+        extra = np.concatenate([alone, rows[:, self._with] - alone], axis=1)
+        return np.concatenate([rows[:, : self._at], extra, rows[:, self._at:]], axis=1).astype(np.float32)
 
 
 def _columns(groups_of: dict[str, list[str]], names: list[str], groups: list[str]) -> list[int]:
@@ -130,6 +161,8 @@ def run_ablations(cache: Any, train: list[Any], val: list[Any], sets: dict[str, 
     subsets = {"all": np.ones(len(train), dtype=bool), "mutant": mutant, "real": ~mutant,
                "balanced": _length_balanced(train, seed), "dedup": _deduplicated(train)}
     for name, (col_groups, kind, subset, *options) in CONFIGS.items():
+        if any(g not in groups_of for g in col_groups):  # e.g. no-problem columns without --without-problem
+            continue
         cols = _columns(groups_of, names, col_groups)
         free = free_of(options, groups_of)
         keep = subsets[subset]
@@ -270,7 +303,8 @@ def sub_spec(spec: Any, columns: list[str]) -> Any:
     layers = tuple(sorted({int(g[1:].split(".")[0]) for g in groups}))
     pooling = tuple(p for p in ("last", "mean") if any(g.endswith(p) for g in groups))
     sub = FeatureSpec(**{**spec.to_dict(), "layers": layers, "pooling": pooling if layers else (),
-                         "likelihood": "lp_mean" in columns, "facts": "log_chars" in columns})
+                         "likelihood": "lp_mean" in columns, "without_problem": "np_lp_mean" in columns,
+                         "facts": "log_chars" in columns})
     assert sub.names() == list(columns), "shipped head columns must be a computable spec"
     return sub
 

@@ -52,3 +52,36 @@ def test_rm_stack_score_file_resumes_and_ignores_a_torn_last_line(tmp_path):
     assert again.missing(items) == [("p", "b")] and again.get(["p"], ["a"]) == [1.5]
     again.add([("p", "b")], [-2.0])
     assert ScoreFile(tmp_path / "scores.jsonl").get(["p", "p"], ["a", "b"]) == [1.5, -2.0]
+
+
+def test_without_problem_rows_joined_from_two_caches_equal_the_extractors_own(tmp_path):
+    """rm_features.py --without-problem reads the four no-problem columns from a second, likelihood-only
+    cache of the codes under an empty problem: the joined rows must be what a spec with
+    ``without_problem`` computes, in its column order, so that a head fitted on them ships and scores."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from codescaler.feature_cache import FeatureCache
+    from codescaler.features import FeatureExtractor, FeatureSpec, load_backbone
+    from codescaler.testing import build_tiny_model
+    from rm_features_eval import WithoutProblemRows, sub_spec
+
+    folder = build_tiny_model(tmp_path / "lm", arch="qwen2", kind="causal", seed=3, num_layers=3)
+    model, tok, sha = load_backbone(str(folder), dtype="float32")
+    spec = FeatureSpec(backbone=str(folder), backbone_sha256=sha, hidden_size=32, max_length=256, layers=(1, 3))
+    prompts = ["Add two numbers.", "Add two numbers.", "Reverse a string."]
+    codes = ["def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n",
+             "def rev(s):\n    return s[::-1]\n"]
+    main = FeatureCache(tmp_path / "cache", spec)
+    main.fill(FeatureExtractor(model, tok, spec), prompts, codes)
+    alone_spec = replace(spec, layers=(), pooling=(), facts=False)
+    alone = FeatureCache(tmp_path / "cache", alone_spec)
+    alone.fill(FeatureExtractor(model, tok, alone_spec), [""] * 3, codes)
+    joined = WithoutProblemRows(main, alone)
+    full = replace(spec, without_problem=True)
+    assert joined.spec == full
+    np.testing.assert_allclose(joined.get(prompts, codes), FeatureExtractor(model, tok, full).compute(prompts, codes),
+                               atol=1e-4, rtol=1e-4)
+    assert sub_spec(full, full.names()) == full
